@@ -1,0 +1,5 @@
+import sys
+
+from consentgate.cli import main
+
+sys.exit(main())

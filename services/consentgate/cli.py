@@ -1,0 +1,69 @@
+"""The one command line, ``consentgate``, fronting every part of the system.
+
+Each area registers its own sub-commands from a small ``cli`` module exposing
+``register(subparsers)``; a registered handler takes the parsed namespace and returns the
+process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from consentgate.errors import ConsentgateError
+
+__all__ = ["main"]
+
+# Areas, in the order their commands are listed in --help.
+_AREAS = (
+    "consentgate.broker.cli",
+    "consentgate.serde.cli",
+    "consentgate.policy.cli",
+    "consentgate.ops.topics_cli",
+    "consentgate.router.cli",
+    "consentgate.consent.cli",
+    "consentgate.ops.cli",
+    "consentgate.demo.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="consentgate",
+        description="Consent enforcement in the Kafka data path.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # area not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.handler(args)
+    except ConsentgateError as exc:
+        print(f"consentgate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
