@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # area not built yet
+            missing = exc.name or ""
+            if missing.startswith("consentgate.") and (name + ".").startswith(missing + "."):
+                # area not built yet
                 continue
             raise
         module.register(sub)

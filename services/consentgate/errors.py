@@ -1,15 +1,15 @@
 """The one exception tree of consentgate.
 
-    ConsentgateError
-    ├── ConfigError                 bad settings, policy file or topic declaration
-    │   └── PolicyError             the policy file is invalid (names the path of the bad entry)
-    ├── BrokerError                 the local development broker cannot be started or reached
-    │   └── BrokerSetupError        a prerequisite is missing (Java, Maven, repository, port)
-    ├── ClusterError                no Kafka cluster could be found or reached
-    ├── SchemaError                 a schema is missing, invalid, or incompatible with history
-    ├── ValidationError             a record does not satisfy its model (names field path + value)
-    └── DecodeError                 bytes could not be decoded; carries topic, partition,
-                                    offset, the raw bytes and the reason (what a DLQ record needs)
+ConsentgateError
+├── ConfigError                 bad settings, policy file or topic declaration
+│   └── PolicyError             the policy file is invalid (names the path of the bad entry)
+├── BrokerError                 the local development broker cannot be started or reached
+│   └── BrokerSetupError        a prerequisite is missing (Java, Maven, repository, port)
+├── ClusterError                no Kafka cluster could be found or reached
+├── SchemaError                 a schema is missing, invalid, or incompatible with history
+├── ValidationError             a record does not satisfy its model (names field path + value)
+└── DecodeError                 bytes could not be decoded; carries topic, partition,
+                                offset, the raw bytes and the reason (what a DLQ record needs)
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""Shared fixtures: one Kafka cluster per session, a fresh topic and group per test.
+
+The cluster comes from ``consentgate.cluster.open_cluster``: ``CONSENTGATE_BOOTSTRAP`` if
+set, else testcontainers when a Docker engine answers, else the local JVM broker (started
+here and stopped at the end of the session if it was not already running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from consentgate.cluster import Cluster, open_cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[Cluster]:
+    cluster = open_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_cluster: Cluster) -> str:
+    return kafka_cluster.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture
+def topic_factory(kafka_admin: AdminClient) -> Iterator[TopicFactory]:
+    """Create uniquely named topics; they are deleted when the test ends."""
+    created: list[str] = []
+
+    def make(partitions: int = 1, config: dict[str, str] | None = None, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        futures = kafka_admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=30,
+        )
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # best-effort cleanup
+                future.result(timeout=30)
+
+
+@pytest.fixture
+def group_id() -> str:
+    return f"cg-test-{uuid.uuid4().hex[:10]}"
