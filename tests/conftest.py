@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from consentgate.broker.registry import start_registry, stop_registry
 from consentgate.cluster import Cluster, open_cluster
+from consentgate.errors import BrokerSetupError
+from consentgate.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +67,23 @@ def topic_factory(kafka_admin: AdminClient) -> Iterator[TopicFactory]:
 @pytest.fixture
 def group_id() -> str:
     return f"cg-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Confluent-compatible registry: ``CONSENTGATE_SCHEMA_REGISTRY_URL`` if set, else
+    a local Apicurio Registry started for the session (skipped, with the reason, when it
+    cannot run here, e.g. no Java 21+)."""
+    configured = Settings().schema_registry_url
+    if configured:
+        yield configured
+        return
+    state = tmp_path_factory.mktemp("registry")
+    try:
+        proc = start_registry(state, port=0)
+    except BrokerSetupError as exc:
+        pytest.skip(f"no local schema registry: {exc}")
+    try:
+        yield proc.url
+    finally:
+        stop_registry(state)

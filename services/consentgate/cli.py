@@ -20,6 +20,7 @@ __all__ = ["main"]
 # Areas, in the order their commands are listed in --help.
 _AREAS = (
     "consentgate.broker.cli",
+    "consentgate.broker.registry_cli",
     "consentgate.serde.cli",
     "consentgate.policy.cli",
     "consentgate.ops.topics_cli",
