@@ -1,0 +1,1 @@
+"""The job-site case, end to end: generated policy, consent and events, and the report."""

@@ -1,0 +1,69 @@
+"""Read whole topics, partition by partition, from the beginning to the current end.
+
+No consumer group is joined and nothing is committed: what operators' tools (audit, replay,
+reports) need to see a topic as it is now.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from consentgate.errors import ConsentgateError
+
+__all__ = ["read_topic"]
+
+
+def read_topic(
+    kafka_config: dict[str, Any],
+    topic: str,
+    *,
+    timeout: float = 30.0,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Message]:
+    """Every record of ``topic`` present now, partition by partition in offset order."""
+    consumer = Consumer(
+        {
+            **kafka_config,
+            "group.id": f"consentgate-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 52428800,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise ConsentgateError(f"topic {topic} does not exist")
+        ends: dict[int, int] = {}
+        for p in sorted(meta.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if (high or 0) > (low or 0):
+                ends[p] = int(high or 0)
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        todo = set(ends)
+        count = 0
+        while todo:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            err = msg.error()
+            partition = msg.partition() or 0
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    todo.discard(partition)
+                    continue
+                raise ConsentgateError(f"reading {topic}: {err}")
+            if partition not in todo:
+                continue
+            yield msg
+            count += 1
+            if progress is not None and count % 50_000 == 0:
+                progress(count)
+            if (msg.offset() or 0) + 1 >= ends[partition]:
+                todo.discard(partition)
+    finally:
+        consumer.close()

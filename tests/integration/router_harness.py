@@ -1,0 +1,281 @@
+"""A router under test: its own topics (suffixed), policy, consent writer and worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from consentgate.consent.writer import ConsentWriter, new_change
+from consentgate.demo.policygen import PolicyPlan, policy_yaml
+from consentgate.serde import Serde
+from tests.integration.probe import free_port
+from tests.kafka_helpers import consume_all, produce
+
+MASTER_KEY = "test-master-key-0123456789abcdef"
+PARTITIONS = 3
+
+
+class RouterProcess:
+    """``consentgate router`` as a subprocess, logging to ``workdir/router-N.log``."""
+
+    def __init__(self, env: RouterEnv, args: list[str], index: int) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log = env.workdir / f"router-{index}.log"
+        cmd = [
+            sys.executable,
+            "-m",
+            "consentgate",
+            "router",
+            *args,
+            "--web-port",
+            str(self.port),
+            "--instance-id",
+            f"r{index}-{self.port}",
+        ]
+        environ = {
+            **os.environ,
+            "CONSENTGATE_BOOTSTRAP": env.bootstrap,
+            "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
+            "CONSENTGATE_STATE_DIR": str(env.workdir / f"state-{index}"),
+        }
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(cmd, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"router exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"router not ready in {timeout} s:\n{self.tail()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+class RouterEnv:
+    """Topics, policy and helpers for one test."""
+
+    def __init__(self, bootstrap: str, admin: AdminClient, workdir: Path, plan: PolicyPlan):
+        self.bootstrap = bootstrap
+        self.admin = admin
+        self.workdir = workdir
+        self.plan = plan
+        sfx = plan.suffix
+        self.changes = f"consent.changes.v1{sfx}"
+        self.state = f"consent.state.v1{sfx}"
+        self.decisions = f"consentgate.decisions.v1{sfx}"
+        self.provisions = f"consentgate.provisions.v1{sfx}"
+        self.dlq = f"consentgate.dlq.v1{sfx}"
+        self.policy_path = workdir / "policy.yaml"
+        self.policy_path.write_text(policy_yaml(plan))
+        self.serde = Serde()
+        self.routers: list[RouterProcess] = []
+        self._create_topics()
+        self.writer = ConsentWriter(
+            bootstrap, serde=self.serde, changes_topic=self.changes, state_topic=self.state
+        )
+
+    def all_topics(self) -> list[str]:
+        return [
+            self.plan.browsing_topic,
+            self.plan.scores_topic,
+            self.changes,
+            self.state,
+            self.decisions,
+            self.provisions,
+            self.dlq,
+            *self.plan.sink_topics(),
+        ]
+
+    def _create_topics(self) -> None:
+        compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        new = [
+            NewTopic(
+                t,
+                num_partitions=PARTITIONS,
+                replication_factor=1,
+                config=compact if t == self.state else {},
+            )
+            for t in self.all_topics()
+        ]
+        for future in self.admin.create_topics(new, operation_timeout=30).values():
+            future.result(timeout=30)
+
+    def delete_topics(self) -> None:
+        for future in self.admin.delete_topics(self.all_topics(), operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # best-effort cleanup
+                future.result(timeout=30)
+
+    # -- router ---------------------------------------------------------------------------
+    def start_router(
+        self, *, consent_wait: float = 3.0, app_id: str | None = None, wait_ready: bool = True
+    ) -> RouterProcess:
+        args = [
+            "--policy",
+            str(self.policy_path),
+            "--app-id",
+            app_id or f"router{self.plan.suffix}",
+            "--consent-wait",
+            str(consent_wait),
+            "--consent-topic",
+            self.state,
+            "--changes-topic",
+            self.changes,
+            "--decisions-topic",
+            self.decisions,
+            "--provisions-topic",
+            self.provisions,
+            "--dlq-topic",
+            self.dlq,
+        ]
+        router = RouterProcess(self, args, len(self.routers))
+        self.routers.append(router)
+        if wait_ready:
+            router.wait_ready()
+        return router
+
+    def stop_all(self) -> None:
+        for router in self.routers:
+            router.stop()
+
+    # -- input ----------------------------------------------------------------------------
+    def consent(
+        self,
+        subject: str,
+        action: str,
+        purpose: str | None = None,
+        recipient: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        self.writer.write(new_change(subject, action, purpose, recipient, at=at))
+        self.writer.flush()
+
+    def browse(
+        self, subject: str, n: int = 1, *, at: datetime | None = None, **fields: Any
+    ) -> list[str]:
+        events = []
+        for _ in range(n):
+            datum = {
+                "event_id": uuid.uuid4(),
+                "subject_id": subject,
+                "event_time": at or datetime.now(UTC),
+                "event_type": "JOB_VIEW",
+                "job_id": "job-1",
+                "company_id": "client-01",
+                **fields,
+            }
+            events.append(datum)
+        produce(
+            self.bootstrap,
+            self.plan.browsing_topic,
+            ((subject.encode(), self.serde.encode(e, "BrowsingEvent")) for e in events),
+        )
+        return [str(e["event_id"]) for e in events]
+
+    def score(self, subject: str, *, at: datetime | None = None, value: float = 0.7) -> str:
+        datum = {
+            "event_id": uuid.uuid4(),
+            "subject_id": subject,
+            "event_time": at or datetime.now(UTC),
+            "score_type": "offer_decline_probability",
+            "score": value,
+            "model_version": "m-1",
+        }
+        produce(
+            self.bootstrap,
+            self.plan.scores_topic,
+            [(subject.encode(), self.serde.encode(datum, "DerivedScore"))],
+        )
+        return str(datum["event_id"])
+
+    def raw(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        produce(self.bootstrap, topic, records)
+
+    # -- output ---------------------------------------------------------------------------
+    def read(self, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[Message]:
+        return consume_all(self.bootstrap, topic, expected=expected, timeout=timeout)
+
+    def decisions_by_event(self, expected: int, timeout: float = 60.0) -> dict[str, dict[str, str]]:
+        """event id -> {sink: reason}, waiting for ``expected`` distinct events."""
+        deadline = time.monotonic() + timeout
+        out: dict[str, dict[str, str]] = {}
+        while time.monotonic() < deadline and self._written(self.decisions) < expected:
+            time.sleep(0.5)  # cheap: watermarks only, no reading
+        while time.monotonic() < deadline:
+            for msg in self.read(self.decisions, timeout=10):
+                value = self.serde.decode(msg.value()).value
+                out[str(value["event_id"])] = {o["sink"]: o["reason"] for o in value["outcomes"]}
+            if len(out) >= expected:
+                return out
+            time.sleep(0.5)
+        raise AssertionError(
+            f"{len(out)} of {expected} decisions; router log:\n"
+            + "\n".join(r.tail(40) for r in self.routers)
+        )
+
+    def _written(self, topic: str) -> int:
+        """Records in ``topic`` now (sum of end offsets)."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "cg-watermarks"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+            return sum(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] or 0
+                for p in meta.topics[topic].partitions
+            )
+        finally:
+            consumer.close()
+
+    def sink_event_ids(self, topic: str, timeout: float = 10.0) -> list[str]:
+        ids = []
+        for msg in self.read(topic, timeout=timeout):
+            if msg.value() is not None:
+                ids.append(str(self.serde.decode(msg.value()).value["evidence"]["event_id"]))
+        return ids
+
+    def retractions(self, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+        return [
+            (m.key(), dict(m.headers() or []))
+            for m in self.read(topic, timeout=10)
+            if m.value() is None
+        ]
+
+    def dump(self) -> str:
+        return json.dumps({"topics": self.all_topics()})
