@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import NewTopic
 
 from consentgate.consent.writer import new_change
 from tests.integration.conftest import EnvFactory
@@ -195,3 +196,20 @@ def _wait_for(fetch: Callable[[], list[Any]], timeout: float = 20.0) -> list[Any
             return got
         time.sleep(0.5)
     raise AssertionError("nothing arrived")
+
+
+def test_router_refuses_to_start_when_topics_are_not_copartitioned(
+    router_env: RouterEnv,
+) -> None:
+    env = router_env
+    env.admin.delete_topics([env.changes], operation_timeout=30)[env.changes].result(30)
+    _wait_for(lambda: [1] if env.changes not in env.admin.list_topics(timeout=10).topics else [])
+    futures = env.admin.create_topics(
+        [NewTopic(env.changes, num_partitions=1, replication_factor=1)]
+    )
+    futures[env.changes].result(30)
+    router = env.start_router(wait_ready=False)
+    assert router.proc.wait(60) != 0
+    log = router.log.read_text()
+    assert "partition" in log and env.changes in log
+    assert "Traceback" not in log
