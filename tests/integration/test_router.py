@@ -40,7 +40,10 @@ def test_consented_vs_not_and_partner_specific(router_env: RouterEnv) -> None:
     provisions = env.read(env.provisions, timeout=10)
     recipients = sorted(env.serde.decode(m.value()).value["recipient_id"] for m in provisions)
     assert recipients == ["client-01", "client-02"]  # one per subject, recipient and day
-    assert "consentgate_sink_outcomes_total" in router.metrics()
+    metrics = router.metrics()
+    assert 'consentgate_sink_outcomes_total{reason="allowed",sink="analytics"} 3.0' in metrics
+    assert "consentgate_consent_view_lag{" in metrics
+    assert "consentgate_ready 1.0" in metrics
 
 
 def test_withdrawal_mid_stream_stops_delivery_and_retracts(router_env: RouterEnv) -> None:

@@ -34,4 +34,9 @@ def add_web_views(app: faust.App, worker: RouterWorker) -> None:
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
+        gate = worker.router_app.gate
+        for partition in worker.readiness.positions:
+            lag = gate.tracker.lag(partition)
+            if lag is not None:
+                worker.metrics.consent_lag.labels(str(partition)).set(lag)
         return web.bytes(worker.metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
