@@ -20,6 +20,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from consentgate.broker import config, jars, prereqs
+from consentgate.broker.process import alive
 from consentgate.errors import BrokerError, BrokerSetupError
 from consentgate.settings import Settings
 
@@ -130,7 +131,7 @@ class LocalBroker:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not alive(pid):
                 break
             time.sleep(0.2)
         else:
@@ -240,21 +241,3 @@ class LocalBroker:
                 text = path.read_text(encoding="utf-8", errors="replace").splitlines()
                 chunks.append("\n".join(text[-lines:]))
         return "\n".join(c for c in chunks if c)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        waited = 0
-    if waited == pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is as good as dead
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"

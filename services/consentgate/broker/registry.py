@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consentgate.broker.prereqs import find_maven, port_in_use
+from consentgate.broker.process import alive
 from consentgate.errors import BrokerError, BrokerSetupError
 
 __all__ = [
@@ -359,17 +360,7 @@ def _alive(pid: int) -> bool:
             return True
         del _children[pid]
         return False
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        waited = 0
-    if waited == pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"  # a zombie is as good as dead
+    return alive(pid)
 
 
 def _our_pid(state_dir: Path) -> int | None:
