@@ -65,11 +65,15 @@ class Timeline:
         """Visible grant intervals per key, derived on first use."""
         if self._intervals is None:
             cutoff = self.record.trimmed_before
-            self._intervals = {
-                key: visible
-                for key, intervals in build_intervals(self.record.changes).items()
-                if (visible := tuple(i for i in intervals if not _ended_before(i, cutoff)))
-            }
+            built = build_intervals(self.record.changes)  # every key has an interval
+            if cutoff is None:  # nothing trimmed: every interval is visible
+                self._intervals = built
+            else:
+                self._intervals = {}
+                for key, intervals in built.items():
+                    visible = [i for i in intervals if not _ended_before(i, cutoff)]
+                    if visible:
+                        self._intervals[key] = tuple(visible)
         return self._intervals
 
     @property

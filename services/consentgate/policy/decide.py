@@ -38,6 +38,7 @@ _END_REASONS = {
     EndReason.ERASED: ReasonCode.ERASED,
 }
 _NO_RECORD = Decision.deny(ReasonCode.NO_CONSENT_RECORD)
+_NOT_GRANTED = Decision.deny(ReasonCode.NOT_GRANTED_AT_EVENT_TIME)
 
 
 def decide(
@@ -59,13 +60,34 @@ def decide_all(
 ) -> list[tuple[Sink, Decision]]:
     """The decision for every sink (usually ``policy.sinks_for(event.source)``), in order.
 
-    Same result as :func:`decide` per sink, validating the event only once.
+    Same result as :func:`decide` per sink, validating the event only once and judging
+    what depends on the event and timeline alone (no record, another subject, erased) once.
     """
     problem = event.problem(now, defaults.clock_skew)
     if problem is not None:
         invalid = Decision.deny(ReasonCode.INVALID_EVENT, detail=problem)
         return [(sink, invalid) for sink in sinks]
-    return [(sink, _decide_valid(event, timeline, sink, now)) for sink in sinks]
+    t = event.event_time
+    if t is None:  # excluded by SourceEvent.problem; keeps the types honest
+        missing = Decision.deny(ReasonCode.INVALID_EVENT, detail="missing event time")
+        return [(sink, missing) for sink in sinks]
+    # the steps of _decide_valid after the sink's source check that do not depend on the sink
+    common = _subject_denial(event, t, timeline)
+    # keys with a visible interval: for any other key interval_at is None (step 3 denies)
+    granted = frozenset(timeline.keys()) if timeline is not None and common is None else ()
+    out: list[tuple[Sink, Decision]] = []
+    for sink in sinks:
+        if sink.source != event.source:
+            out.append((sink, _wrong_source(event, sink)))
+        elif common is not None:
+            out.append((sink, common))
+        elif (sink.purpose, sink.recipient) not in granted:
+            out.append((sink, _NOT_GRANTED))
+        elif timeline is not None:  # always, when common is None
+            out.append((sink, _decide_grant(event, t, timeline, sink, now)))
+        else:
+            out.append((sink, _NO_RECORD))
+    return out
 
 
 def _decide_valid(
@@ -75,8 +97,22 @@ def _decide_valid(
     if t is None:  # excluded by SourceEvent.problem; keeps the types honest
         return Decision.deny(ReasonCode.INVALID_EVENT, detail="missing event time")
     if sink.source != event.source:
-        detail = f"sink {sink.name} is fed by {sink.source}, not {event.source}"
-        return Decision.deny(ReasonCode.POLICY_ERROR, detail=detail)
+        return _wrong_source(event, sink)
+    denial = _subject_denial(event, t, timeline)
+    if denial is not None:
+        return denial
+    if timeline is None:  # denied above; keeps the types honest
+        return _NO_RECORD
+    return _decide_grant(event, t, timeline, sink, now)
+
+
+def _wrong_source(event: SourceEvent, sink: Sink) -> Decision:
+    detail = f"sink {sink.name} is fed by {sink.source}, not {event.source}"
+    return Decision.deny(ReasonCode.POLICY_ERROR, detail=detail)
+
+
+def _subject_denial(event: SourceEvent, t: datetime, timeline: Timeline | None) -> Decision | None:
+    """Step 2 of the rule, the same for every sink: no record, another subject, erased."""
     if timeline is None:
         return _NO_RECORD
     if timeline.subject_id != event.subject_id:
@@ -84,7 +120,7 @@ def _decide_valid(
     erased_at = timeline.erased_at
     if erased_at is not None and (timeline.erased or t < erased_at):
         return Decision.deny(ReasonCode.ERASED, change_id=timeline.erased_by)
-    return _decide_grant(event, t, timeline, sink, now)
+    return None
 
 
 def _decide_grant(
@@ -92,7 +128,7 @@ def _decide_grant(
 ) -> Decision:
     interval = timeline.interval_at(sink.purpose, sink.recipient, t)
     if interval is None:
-        return Decision.deny(ReasonCode.NOT_GRANTED_AT_EVENT_TIME)
+        return _NOT_GRANTED
     if not interval.contains(now):
         if interval.end is not None and now >= interval.end and interval.end_reason is not None:
             reason = _END_REASONS[interval.end_reason]
