@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from consentgate.consent.writer import ConsentWriter, new_change
@@ -22,7 +24,8 @@ def test_writer_logs_changes_publishes_timelines_and_reloads(
     writer.write(grant)  # re-delivered: idempotent by change id
     writer.write(new_change("s2", "GRANT", "analytics"))
     writer.write(new_change("s3", "GRANT", "analytics"))
-    writer.write(new_change("s3", "ERASE"))
+    # later than the grant: changes in the same millisecond are ordered by change id
+    writer.write(new_change("s3", "ERASE", at=datetime.now(UTC) + timedelta(seconds=1)))
     writer.flush()
 
     logged = consume_all(kafka_bootstrap, changes, expected=5)
