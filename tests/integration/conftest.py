@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from consentgate.demo.policygen import PolicyPlan
-from tests.integration.router_harness import RouterEnv
+from tests.integration.router_harness import PARTITIONS, RouterEnv
 
 EnvFactory = Callable[..., RouterEnv]
 
@@ -24,6 +24,7 @@ def router_env_factory(
     def make(
         partners: list[str] | None = None,
         score_partners: list[str] | None = None,
+        partitions: int = PARTITIONS,
         **plan_extra: object,
     ) -> RouterEnv:
         plan = PolicyPlan(
@@ -34,7 +35,7 @@ def router_env_factory(
         )
         workdir = tmp_path / f"env{len(envs)}"
         workdir.mkdir()
-        env = RouterEnv(kafka_bootstrap, kafka_admin, workdir, plan)
+        env = RouterEnv(kafka_bootstrap, kafka_admin, workdir, plan, partitions)
         envs.append(env)
         return env
 

@@ -93,8 +93,16 @@ class RouterProcess:
 class RouterEnv:
     """Topics, policy and helpers for one test."""
 
-    def __init__(self, bootstrap: str, admin: AdminClient, workdir: Path, plan: PolicyPlan):
+    def __init__(
+        self,
+        bootstrap: str,
+        admin: AdminClient,
+        workdir: Path,
+        plan: PolicyPlan,
+        partitions: int = PARTITIONS,
+    ):
         self.bootstrap = bootstrap
+        self.partitions = partitions
         self.admin = admin
         self.workdir = workdir
         self.plan = plan
@@ -130,7 +138,7 @@ class RouterEnv:
         new = [
             NewTopic(
                 t,
-                num_partitions=PARTITIONS,
+                num_partitions=self.partitions,
                 replication_factor=1,
                 config=compact if t == self.state else {},
             )

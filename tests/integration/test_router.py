@@ -164,12 +164,6 @@ def test_profiling_score_needs_both_grants(router_env: RouterEnv) -> None:
     assert env.sink_event_ids(env.plan.partner_topic("client-01", "scores")) == [jon]
 
 
-@pytest.mark.xfail(
-    reason="known loss bug, issue #5 open: a partition without a committed offset can skip "
-    "its first records at (re)start (docs/router-internals.md, open problem 7); seen 1 in 4 "
-    "CI runs as 199 of 200 decisions. Leaks are still checked when it passes.",
-    strict=False,
-)
 def test_router_killed_and_restarted_loses_and_leaks_nothing(
     router_env_factory: EnvFactory,
 ) -> None:

@@ -17,6 +17,9 @@ Everything here is a deliberate choice against a faust default (see
 - ``table_standby_replicas=0``: with the memory store a standby is re-read from offset 0
   anyway, so standbys only cost fetches.
 - ``consumer_auto_offset_reset="earliest"``: a new group must not skip events silently.
+- ``flow_control`` is :class:`~consentgate.router.flow.KeepCurrentGeneration`: faust's own
+  clears the stream and changelog queues on every ``resume()``, also in the middle of a
+  recovery, and lost raw events and could lose consent records that way (see that module).
 - the hot debug loggers are set to INFO: faust's worker sets the root logger to DEBUG whenever
   its loglevel is WARN or higher (for its terminal spinner), and recovery then builds two
   discarded log records per consent record (~16 % of recovery time, profiled).
@@ -37,9 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from consentgate.router.consent_gate import AdminEndOffsets, ConsentGate
 from consentgate.router.consent_view import ConsentView
+from consentgate.router.flow import KeepCurrentGeneration
 from consentgate.settings import Settings
 
 __all__ = [
@@ -114,12 +120,20 @@ def _quiet_hot_loggers() -> None:
             logger.setLevel(logging.INFO)
 
 
+class RouterFaustApp(faust.App):
+    """faust's App with flow control that keeps the current generation's records."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return KeepCurrentGeneration(loop=self.loop)
+
+
 def create_app(config: RouterAppConfig, settings: Settings | None = None) -> faust.App:
     """A faust App with the router's settings and no agents, tables or topics yet."""
     settings = settings or Settings()
     _quiet_hot_loggers()
     datadir = config.datadir or settings.state_dir / "router" / config.app_id
-    return faust.App(
+    return RouterFaustApp(
         config.app_id,
         broker=[f"kafka://{server.strip()}" for server in config.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
