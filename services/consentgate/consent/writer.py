@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -22,7 +22,7 @@ from consentgate.models.consent import ConsentAction, ConsentChange, ConsentTime
 from consentgate.serde import Serde
 from consentgate.settings import Settings
 
-__all__ = ["ConsentWriter"]
+__all__ = ["ConsentWriter", "after_ties", "new_change"]
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,16 @@ class ConsentWriter:
         self.timelines[subject] = Timeline(record)
 
     def write(self, change: ConsentChange) -> Timeline:
-        """Log ``change`` and publish the subject's new timeline (not flushed: see flush)."""
+        """Log ``change`` and publish the subject's new timeline (not flushed: see flush).
+
+        A change with the same effective time as one the subject's timeline already holds
+        gets a ``recorded_time`` after that one's (by 1 ms if need be): the canonical order
+        is ``(effective_time, recorded_time, change_id)`` and change ids are random, so two
+        changes written in the same millisecond (a GRANT then an ERASE) would otherwise
+        apply in either order.
+        """
         current = self.timelines.get(change.subject_id)
+        change = after_ties(change, current)
         timeline = apply(current, change)
         key = change.subject_id.encode()
         self._produce(self.changes_topic, key, self.serde.encode(change))
@@ -147,6 +155,20 @@ class ConsentWriter:
             raise ConsentgateError(
                 f"consent writes failed: {remaining} unacknowledged, errors: {errors[:3]}"
             )
+
+
+def after_ties(change: ConsentChange, timeline: Timeline | None) -> ConsentChange:
+    """``change``, recorded after every retained change with the same effective time."""
+    if timeline is None:
+        return change
+    tied = [
+        c.recorded_time
+        for c in timeline.record.changes
+        if c.effective_time == change.effective_time and c.change_id != change.change_id
+    ]
+    if not tied or change.recorded_time > max(tied):
+        return change
+    return change.model_copy(update={"recorded_time": max(tied) + timedelta(milliseconds=1)})
 
 
 def new_change(
