@@ -20,6 +20,8 @@ Everything here is a deliberate choice against a faust default (see
 - ``flow_control`` is :class:`~consentgate.router.flow.KeepCurrentGeneration`: faust's own
   clears the stream and changelog queues on every ``resume()``, also in the middle of a
   recovery, and lost raw events and could lose consent records that way (see that module).
+- its consumer is :class:`~consentgate.router.delivery.GuardedConsumer`: faust commits after
+  flushing its producer even when a record failed; ours stops the process instead.
 - the hot debug loggers are set to INFO: faust's worker sets the root logger to DEBUG whenever
   its loglevel is WARN or higher (for its terminal spinner), and recovery then builds two
   discarded log records per consent record (~16 % of recovery time, profiled).
@@ -40,11 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from faust.types import TransportT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from consentgate.router.consent_gate import AdminEndOffsets, ConsentGate
 from consentgate.router.consent_view import ConsentView
+from consentgate.router.delivery import DeliveryGuard, GuardedTransport
 from consentgate.router.flow import KeepCurrentGeneration
 from consentgate.settings import Settings
 
@@ -121,11 +125,22 @@ def _quiet_hot_loggers() -> None:
 
 
 class RouterFaustApp(faust.App):
-    """faust's App with flow control that keeps the current generation's records."""
+    """faust's App with flow control that keeps the current generation's records, and a
+    consumer that will not commit past an output Kafka refused (:mod:`.delivery`)."""
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return KeepCurrentGeneration(loop=self.loop)
+
+    @cached_property
+    def delivery_guard(self) -> DeliveryGuard:
+        return DeliveryGuard()
+
+    def _new_transport(self) -> TransportT:
+        url = self.conf.broker_consumer[0]
+        if url.scheme != "kafka":  # pragma: no cover - create_app always uses kafka://
+            raise ValueError(f"the router needs the kafka:// (aiokafka) transport, not {url}")
+        return GuardedTransport(self.conf.broker_consumer, self)
 
 
 def create_app(config: RouterAppConfig, settings: Settings | None = None) -> faust.App:

@@ -15,7 +15,6 @@ flushing the producer (at-least-once; outputs keyed deterministically).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -31,6 +30,7 @@ from consentgate.errors import DecodeError
 from consentgate.models.consent import ConsentChange
 from consentgate.policy import Policy, PseudonymKeys, ReasonCode, pseudonym_key_names
 from consentgate.router.app import AGENT_CONCURRENCY, RouterApp, RouterAppConfig, create_router
+from consentgate.router.delivery import DeliveryGuard
 from consentgate.router.gate import GateVerdict
 from consentgate.router.metrics import RouterMetrics
 from consentgate.router.outputs import Output, OutputTopics
@@ -77,6 +77,7 @@ class RouterWorker:
     readiness: Readiness
     changes_topic: str
     retraction_wait: float
+    delivery_guard: DeliveryGuard = field(default_factory=DeliveryGuard)
     _producer: ProducerT | None = field(default=None, init=False, repr=False)
     _outcome_counters: dict[tuple[str, str], Counter] = field(
         default_factory=dict, init=False, repr=False
@@ -95,19 +96,20 @@ class RouterWorker:
         record, so the producer's sender task shipped one or two records per produce request
         (a socket write each: the biggest cost of the worker, profiled). Here the records of
         an event are appended to the producer's batches without yielding and leave together.
+        Every delivery is watched by the app's :class:`~consentgate.router.delivery.DeliveryGuard`,
+        which stops the process before a commit if any failed.
         The producer is the one faust flushes before it commits offsets, so an event's
         offset is still committed only after its outputs were acknowledged.
         """
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
+        guard = self.delivery_guard
         for out in outputs:
             delivery = await producer.send(
                 out.topic, out.key, out.value, None, None, list(out.headers)
             )
-            cast("asyncio.Future[Any]", delivery).add_done_callback(
-                functools.partial(_log_failed_delivery, out.topic)
-            )
+            guard.watch(out.topic, cast("asyncio.Future[Any]", delivery))
 
     # -- raw events ---------------------------------------------------------------------
     async def handle(self, event: EventT[bytes]) -> RoutePlan:
@@ -226,14 +228,6 @@ class RouterWorker:
         )
 
 
-def _log_failed_delivery(topic: str, delivery: asyncio.Future[Any]) -> None:
-    """Done callback of a handed-over record: say so when the producer gave up on it."""
-    if delivery.cancelled():
-        log.error("record for %s was cancelled before delivery", topic)
-    elif (exc := delivery.exception()) is not None:
-        log.error("record for %s not delivered: %r", topic, exc)
-
-
 def build_worker(
     config: RouterAppConfig,
     policy: Policy,
@@ -259,6 +253,7 @@ def build_worker(
         readiness=readiness,
         changes_topic=changes_topic,
         retraction_wait=max(config.consent_wait, 1.0),
+        delivery_guard=getattr(router_app.app, "delivery_guard", DeliveryGuard()),
     )
     app = router_app.app
     for source in policy.sources:
