@@ -154,6 +154,10 @@ def test_live_consent_change_applies_within_a_second_and_gates_later_events(
     worker.wait_recovered()
     producer = AckingProducer(kafka_bootstrap)
     producer.send(consent, "warm-up", b"x")  # connection, metadata, producer id: ~0.5 s once
+    # and the worker's side: the first event after startup may wait for the gate's first
+    # end-offset answer (seen ~3 s on a loaded CI machine, then stale: fail closed)
+    producer.send(events, "warm-up", b"warm-up")
+    worker.wait_events(1, timeout=30)
     delays = []
     for subject in subjects:
         sent_at = time.time()
@@ -172,7 +176,7 @@ def test_live_consent_change_applies_within_a_second_and_gates_later_events(
             if a["partition"] == partition and a["next_offset"] > offset
         )
         delays.append(applied["t"] - sent_at)
-    seen = worker.wait_events(len(subjects), timeout=30)
+    seen = worker.wait_events(len(subjects) + 1, timeout=30)[1:]
     assert [e["key"] for e in seen] == subjects
     for event in seen:
         assert event["verdict"] == "ready"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -109,3 +110,21 @@ async def test_no_end_offsets_means_stale() -> None:
         assert gate.poll_errors > 0
     finally:
         await stop(task)
+
+
+def test_warm_up_asks_the_source_once_in_the_background() -> None:
+    calls: list[tuple[str, list[int]]] = []
+    asked = threading.Event()
+
+    class Source:
+        def end_offsets(self, topic: str, partitions: Sequence[int]) -> Mapping[int, int]:
+            calls.append((topic, list(partitions)))
+            asked.set()
+            return {p: 0 for p in partitions}
+
+    gate = ConsentGate(Source(), topic="c", partitions=2, max_wait=1.0)
+    gate.warm_up()
+    gate.warm_up()  # every assignment calls it; one warm-up is enough
+    assert asked.wait(5)
+    time.sleep(0.05)
+    assert calls == [("c", [0, 1])]

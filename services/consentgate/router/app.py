@@ -40,9 +40,11 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
 from faust.types import TransportT
+from mode.types.signals import BaseSignalT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -198,4 +200,10 @@ def create_router(config: RouterAppConfig, settings: Settings | None = None) -> 
     )
     view.add_listener(gate)
     app.task(gate.run)
+
+    def _warm_gate(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        gate.warm_up()  # recovery runs meanwhile; polling itself starts once the worker is ready
+
+    app.on_partitions_assigned.connect(_warm_gate)  # strong reference (weak=False)
+
     return RouterApp(app, view, gate)

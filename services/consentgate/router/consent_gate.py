@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -44,11 +45,13 @@ class AdminEndOffsets:
     def __init__(self, kafka_config: Mapping[str, Any], *, request_timeout: float = 5.0) -> None:
         self._config = dict(kafka_config)
         self._admin: AdminClient | None = None  # created on first use: it connects at once
+        self._lock = threading.Lock()  # the warm-up thread and the poller may race to create it
         self._timeout = request_timeout
 
     def end_offsets(self, topic: str, partitions: Sequence[int]) -> Mapping[int, int]:
-        if self._admin is None:
-            self._admin = AdminClient(self._config)
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(self._config)
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated upstream
         request = {TopicPartition(topic, p): latest for p in partitions}
         futures = self._admin.list_offsets(
@@ -83,6 +86,7 @@ class ConsentGate:
         self._waiting = 0
         self.polls = 0
         self.poll_errors = 0
+        self._warmed = False
 
     # -- ViewListener -----------------------------------------------------------------------
     def on_applied(self, partition: int, next_offset: int) -> None:
@@ -102,6 +106,31 @@ class ConsentGate:
         self._wake()
 
     # -- polling ----------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Connect the end-offset source in a background thread, once (call at assignment).
+
+        The polling task starts only when the worker is ready; without this its first
+        request also pays for the client's connection and metadata (seen: ~3 s on a loaded
+        machine), and the first events after startup would wait for it, or go stale.
+        """
+        if self._warmed:
+            return
+        self._warmed = True
+        threading.Thread(target=self._warm_once, name="consent-gate-warm-up", daemon=True).start()
+
+    def _warm_once(self) -> None:
+        started = time.monotonic()
+        try:
+            self._source.end_offsets(self.topic, self.partitions)
+        except Exception as exc:  # noqa: BLE001 - the poller reports failures; this only warms
+            log.debug("gate warm-up failed: %s", exc)
+        else:
+            log.info(
+                "consent gate: end offsets of %s reachable (%.0f ms)",
+                self.topic,
+                (time.monotonic() - started) * 1000,
+            )
+
     async def run(self) -> None:
         """Poll end offsets until cancelled (register with ``app.task``)."""
         demand = self._demand_event()
