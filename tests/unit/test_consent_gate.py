@@ -112,7 +112,7 @@ async def test_no_end_offsets_means_stale() -> None:
         await stop(task)
 
 
-def test_warm_up_asks_the_source_once_in_the_background() -> None:
+async def test_warm_up_asks_the_source_once_in_the_background() -> None:
     calls: list[tuple[str, list[int]]] = []
     asked = threading.Event()
 
@@ -125,6 +125,6 @@ def test_warm_up_asks_the_source_once_in_the_background() -> None:
     gate = ConsentGate(Source(), topic="c", partitions=2, max_wait=1.0)
     gate.warm_up()
     gate.warm_up()  # every assignment calls it; one warm-up is enough
-    assert asked.wait(5)
-    time.sleep(0.05)
+    assert await asyncio.to_thread(asked.wait, 5)
+    await asyncio.sleep(0.05)
     assert calls == [("c", [0, 1])]
