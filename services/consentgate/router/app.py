@@ -94,7 +94,7 @@ class RouterAppConfig:
 class RouterApp:
     """The faust app, its consent view and its time-correct gate."""
 
-    app: faust.App
+    app: RouterFaustApp
     consent: ConsentView
     gate: ConsentGate
 
@@ -145,7 +145,7 @@ class RouterFaustApp(faust.App):
         return GuardedTransport(self.conf.broker_consumer, self)
 
 
-def create_app(config: RouterAppConfig, settings: Settings | None = None) -> faust.App:
+def create_app(config: RouterAppConfig, settings: Settings | None = None) -> RouterFaustApp:
     """A faust App with the router's settings and no agents, tables or topics yet."""
     settings = settings or Settings()
     _quiet_hot_loggers()

@@ -253,7 +253,7 @@ def build_worker(
         readiness=readiness,
         changes_topic=changes_topic,
         retraction_wait=max(config.consent_wait, 1.0),
-        delivery_guard=getattr(router_app.app, "delivery_guard", DeliveryGuard()),
+        delivery_guard=router_app.app.delivery_guard,
     )
     app = router_app.app
     for source in policy.sources:
