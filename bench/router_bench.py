@@ -201,41 +201,6 @@ class TopicSet:
     plan: PolicyPlan
     partitions: int
 
-    def name(self, base: str) -> str:
-        return f"{base}{self.plan.suffix}"
-
-    @property
-    def state(self) -> str:
-        return self.name("consent.state.v1")
-
-    @property
-    def changes(self) -> str:
-        return self.name("consent.changes.v1")
-
-    @property
-    def decisions(self) -> str:
-        return self.name("consentgate.decisions.v1")
-
-    @property
-    def provisions(self) -> str:
-        return self.name("consentgate.provisions.v1")
-
-    @property
-    def dlq(self) -> str:
-        return self.name("consentgate.dlq.v1")
-
-    def core(self) -> list[str]:
-        """The router's inputs and bookkeeping outputs (not the sinks)."""
-        return [
-            self.plan.browsing_topic,
-            self.plan.scores_topic,
-            self.changes,
-            self.state,
-            self.decisions,
-            self.provisions,
-            self.dlq,
-        ]
-
 
 class Kafka:
     """Admin, topic bookkeeping and watermark counting for one benchmark run."""
@@ -476,16 +441,7 @@ class RouterProc:
             self.app_id,
             "--web-port",
             str(self.port),
-            "--consent-topic",
-            topics.state,
-            "--changes-topic",
-            topics.changes,
-            "--decisions-topic",
-            topics.decisions,
-            "--provisions-topic",
-            topics.provisions,
-            "--dlq-topic",
-            topics.dlq,
+            *topics.plan.router_topic_args(),
         ]
         env = {
             **os.environ,
@@ -685,8 +641,9 @@ def make_case(kafka: Kafka, workdir: Path, partitions: int, subjects: int, n: in
     """Topics, policy, the case's consent for ``subjects`` and about ``n`` browsing events."""
     plan = PolicyPlan(partner_ids(PARTNERS), partner_ids(PARTNERS)[:3], suffix=f".{kafka.tag}")
     topics = TopicSet(plan, partitions)
-    say(f"[setup] {len(topics.core()) + len(plan.sink_topics())} topics x {partitions} partitions")
-    kafka.create([*topics.core(), *plan.sink_topics()], partitions, compact=(topics.state,))
+    every = [*plan.core_topics(), *plan.sink_topics()]
+    say(f"[setup] {len(every)} topics x {partitions} partitions")
+    kafka.create(every, partitions, compact=(plan.state_topic,))
     policy = workdir / "policy.yaml"
     policy.write_text(policy_yaml(plan))
     serde = Serde.from_settings(kafka.settings)
@@ -694,8 +651,8 @@ def make_case(kafka: Kafka, workdir: Path, partitions: int, subjects: int, n: in
         kafka.bootstrap,
         serde=serde,
         settings=kafka.settings,
-        changes_topic=topics.changes,
-        state_topic=topics.state,
+        changes_topic=plan.changes_topic,
+        state_topic=plan.state_topic,
     )
     case = Case(kafka, topics, policy, workdir, writer, serde)
     say(f"[setup] consent for {subjects:,} subjects, then {n:,} events")
@@ -825,12 +782,12 @@ def router_throughput(case: Case, router: RouterProc, report: Report) -> Through
         f"{t_ready - router.started:.1f} s ({loaded:,} consent.state records)",
     )
     cpu0, busy0 = proc_cpu_seconds(router.proc.pid), machine_busy()
-    c_ready = kafka.count(topics.decisions, topics.partitions)
+    c_ready = kafka.count(topics.plan.decisions_topic, topics.partitions)
     m0 = router.metrics()
     try:
         _, _, t_done = wait_count(
             kafka,
-            topics.decisions,
+            topics.plan.decisions_topic,
             topics.partitions,
             case.events,
             lambda: router.proc.poll() is None,
@@ -1111,18 +1068,18 @@ def startup(kafka: Kafka, workdir: Path, subjects: int, partitions: int, report:
     partners = partner_ids(PARTNERS)
     plan = PolicyPlan(partners, partners[:3], suffix=f".{kafka.tag}-s{subjects}")
     topics = TopicSet(plan, partitions)
-    kafka.create(topics.core(), partitions, compact=(topics.state,))
+    kafka.create(plan.core_topics(), partitions, compact=(plan.state_topic,))
     policy = workdir / f"policy-s{subjects}.yaml"
     policy.write_text(policy_yaml(plan))
     writer = ConsentWriter(
         kafka.bootstrap,
         serde=Serde.from_settings(kafka.settings),
         settings=kafka.settings,
-        changes_topic=topics.changes,
-        state_topic=topics.state,
+        changes_topic=plan.changes_topic,
+        state_topic=plan.state_topic,
     )
     wrote = write_compacted(writer, subjects, plan.partners) if subjects else 0.0
-    records = kafka.count(topics.state, partitions)
+    records = kafka.count(plan.state_topic, partitions)
     say(f"      {records:,} consent.state records written in {wrote:.1f} s")
     router = RouterProc(kafka, topics, policy, workdir)
     try:
@@ -1276,10 +1233,10 @@ def run_router(case: Case, args: argparse.Namespace, phases: set[str], report: R
             if name in report.rates:
                 ratio = rate.rate / report.rates[name].rate
                 report.add(f"  router / baseline {name}", f"{ratio:.3f} (1 : {1 / ratio:,.1f})")
-        dlq = case.kafka.count(case.topics.dlq, case.topics.partitions)
+        dlq = case.kafka.count(case.topics.plan.dlq_topic, case.topics.partitions)
         report.add("  dead letters", f"{dlq:,}")
         decisions = Collector(
-            case.kafka, case.topics.decisions, case.topics.partitions, decision_of
+            case.kafka, case.topics.plan.decisions_topic, case.topics.partitions, decision_of
         )
         decisions.start()
         try:

@@ -106,12 +106,11 @@ class RouterEnv:
         self.admin = admin
         self.workdir = workdir
         self.plan = plan
-        sfx = plan.suffix
-        self.changes = f"consent.changes.v1{sfx}"
-        self.state = f"consent.state.v1{sfx}"
-        self.decisions = f"consentgate.decisions.v1{sfx}"
-        self.provisions = f"consentgate.provisions.v1{sfx}"
-        self.dlq = f"consentgate.dlq.v1{sfx}"
+        self.changes = plan.changes_topic
+        self.state = plan.state_topic
+        self.decisions = plan.decisions_topic
+        self.provisions = plan.provisions_topic
+        self.dlq = plan.dlq_topic
         self.policy_path = workdir / "policy.yaml"
         self.policy_path.write_text(policy_yaml(plan))
         self.serde = Serde()
@@ -122,16 +121,7 @@ class RouterEnv:
         )
 
     def all_topics(self) -> list[str]:
-        return [
-            self.plan.browsing_topic,
-            self.plan.scores_topic,
-            self.changes,
-            self.state,
-            self.decisions,
-            self.provisions,
-            self.dlq,
-            *self.plan.sink_topics(),
-        ]
+        return [*self.plan.core_topics(), *self.plan.sink_topics()]
 
     def _create_topics(self) -> None:
         compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
@@ -163,16 +153,7 @@ class RouterEnv:
             app_id or f"router{self.plan.suffix}",
             "--consent-wait",
             str(consent_wait),
-            "--consent-topic",
-            self.state,
-            "--changes-topic",
-            self.changes,
-            "--decisions-topic",
-            self.decisions,
-            "--provisions-topic",
-            self.provisions,
-            "--dlq-topic",
-            self.dlq,
+            *self.plan.router_topic_args(),
         ]
         router = RouterProcess(self, args, len(self.routers))
         self.routers.append(router)

@@ -39,6 +39,53 @@ class PolicyPlan:
     def analytics_topic(self) -> str:
         return self.topic("events.browsing.analytics.v1")
 
+    @property
+    def changes_topic(self) -> str:
+        return self.topic("consent.changes.v1")
+
+    @property
+    def state_topic(self) -> str:
+        return self.topic("consent.state.v1")
+
+    @property
+    def decisions_topic(self) -> str:
+        return self.topic("consentgate.decisions.v1")
+
+    @property
+    def provisions_topic(self) -> str:
+        return self.topic("consentgate.provisions.v1")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("consentgate.dlq.v1")
+
+    def core_topics(self) -> list[str]:
+        """The router's inputs and bookkeeping outputs (not the sinks)."""
+        return [
+            self.browsing_topic,
+            self.scores_topic,
+            self.changes_topic,
+            self.state_topic,
+            self.decisions_topic,
+            self.provisions_topic,
+            self.dlq_topic,
+        ]
+
+    def router_topic_args(self) -> list[str]:
+        """``consentgate router`` options naming these topics."""
+        return [
+            "--consent-topic",
+            self.state_topic,
+            "--changes-topic",
+            self.changes_topic,
+            "--decisions-topic",
+            self.decisions_topic,
+            "--provisions-topic",
+            self.provisions_topic,
+            "--dlq-topic",
+            self.dlq_topic,
+        ]
+
     def partner_topic(self, partner: str, kind: str = "browsing") -> str:
         return self.topic(f"partner.{partner}.{kind}.v1")
 

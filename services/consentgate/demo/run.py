@@ -83,15 +83,15 @@ def run_demo(options: DemoOptions) -> int:
     with open_cluster(settings) as cluster:
         conf = settings.kafka_config(cluster.bootstrap)
         _say(f"      {cluster.kind} Kafka at {cluster.bootstrap}")
-        names = _create_topics(conf, plan, options.partitions)
-        _say(f"[2/6] {len(names)} topics created; policy {policy_path}")
+        topics = _create_topics(conf, plan, options.partitions)
+        _say(f"[2/6] {len(topics)} topics created; policy {policy_path}")
         serde = Serde.from_settings(settings)
         writer = ConsentWriter(
             cluster.bootstrap,
             serde=serde,
             settings=settings,
-            changes_topic=names["changes"],
-            state_topic=names["state"],
+            changes_topic=plan.changes_topic,
+            state_topic=plan.state_topic,
         )
         _say(f"[3/6] consent and events for {options.students:,} students")
         spec = CaseSpec(
@@ -107,9 +107,11 @@ def run_demo(options: DemoOptions) -> int:
             progress=_say,
         )
         _say("[4/6] router")
-        router, log_path, port = _start_router(cluster.bootstrap, policy_path, names, workdir)
+        router, log_path, port = _start_router(cluster.bootstrap, policy_path, plan, workdir)
         try:
-            loaded, took = _route_all(conf, names, data.events, router, log_path, port)
+            loaded, took = _route_all(
+                conf, plan.decisions_topic, data.events, router, log_path, port
+            )
             _withdraw_one(conf, writer, plan)
         finally:
             router.send_signal(signal.SIGTERM)
@@ -119,7 +121,7 @@ def run_demo(options: DemoOptions) -> int:
             conf,
             load_policy(policy_path),
             serde,
-            AuditTopics(names["changes"], names["decisions"], names["dlq"]),
+            AuditTopics(plan.changes_topic, plan.decisions_topic, plan.dlq_topic),
             progress=lambda m: _say(f"      {m}"),
         )
         _say(report.render())
@@ -132,15 +134,13 @@ def run_demo(options: DemoOptions) -> int:
         }
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if not options.keep:
-            AdminClient(conf).delete_topics(
-                list(names.values()) + plan.sink_topics() + [plan.browsing_topic, plan.scores_topic]
-            )
+            AdminClient(conf).delete_topics(topics)
         return 0 if report.ok else 1
 
 
 def _route_all(  # noqa: PLR0917 - one private call site
     conf: dict[str, Any],
-    names: dict[str, str],
+    decisions_topic: str,
     events: int,
     router: subprocess.Popen[bytes],
     log_path: Path,
@@ -153,7 +153,7 @@ def _route_all(  # noqa: PLR0917 - one private call site
     _say(f"      consent view loaded in {loaded:.1f} s")
     t0 = time.monotonic()
     last = -1
-    while (done := _count(conf, names["decisions"])) < events:
+    while (done := _count(conf, decisions_topic)) < events:
         if router.poll() is not None:
             raise RuntimeError(f"router exited; see {log_path}")
         if done != last:
@@ -180,33 +180,26 @@ def _withdraw_one(conf: dict[str, Any], writer: ConsentWriter, plan: PolicyPlan)
         _say(f"      {topic}: retraction written ({_count(conf, topic):,} records)")
 
 
-def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> dict[str, str]:
-    sfx = plan.suffix
-    names = {
-        "changes": f"consent.changes.v1{sfx}",
-        "state": f"consent.state.v1{sfx}",
-        "decisions": f"consentgate.decisions.v1{sfx}",
-        "provisions": f"consentgate.provisions.v1{sfx}",
-        "dlq": f"consentgate.dlq.v1{sfx}",
-    }
-    topics = [plan.browsing_topic, plan.scores_topic, *names.values(), *plan.sink_topics()]
+def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> list[str]:
+    """Every topic of the demo's router, created; returns their names."""
+    topics = [*plan.core_topics(), *plan.sink_topics()]
     admin = AdminClient(conf)
     new = [
         NewTopic(
             t,
             num_partitions=partitions,
             replication_factor=1,
-            config={"cleanup.policy": "compact"} if t == names["state"] else {},
+            config={"cleanup.policy": "compact"} if t == plan.state_topic else {},
         )
         for t in topics
     ]
     for future in admin.create_topics(new, operation_timeout=60).values():
         future.result(timeout=60)
-    return names
+    return topics
 
 
 def _start_router(
-    bootstrap: str, policy: Path, names: dict[str, str], workdir: Path
+    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], Path, int]:
     port = 6067
     log_path = workdir / "router.log"
@@ -223,16 +216,7 @@ def _start_router(
         str(port),
         "--consent-wait",
         "10",
-        "--consent-topic",
-        names["state"],
-        "--changes-topic",
-        names["changes"],
-        "--decisions-topic",
-        names["decisions"],
-        "--provisions-topic",
-        names["provisions"],
-        "--dlq-topic",
-        names["dlq"],
+        *plan.router_topic_args(),
     ]
     env = {
         **os.environ,
