@@ -42,7 +42,7 @@ def consume_all(
     *,
     expected: int | None = None,
     timeout: float = 30.0,
-    isolation: str = "read_uncommitted",
+    isolation: str = "read_committed",
 ) -> list[Message]:
     """Read ``topic`` from the beginning until ``expected`` records (or end/timeout)."""
     consumer = Consumer(

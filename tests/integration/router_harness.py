@@ -33,7 +33,9 @@ PARTITIONS = 3
 class RouterProcess:
     """``consentgate router`` as a subprocess, logging to ``workdir/router-N.log``."""
 
-    def __init__(self, env: RouterEnv, args: list[str], index: int) -> None:
+    def __init__(
+        self, env: RouterEnv, args: list[str], index: int, instance_id: str | None = None
+    ) -> None:
         self.env = env
         self.port = free_port()
         self.log = env.workdir / f"router-{index}.log"
@@ -46,7 +48,7 @@ class RouterProcess:
             "--web-port",
             str(self.port),
             "--instance-id",
-            f"r{index}-{self.port}",
+            instance_id or f"r{index}-{self.port}",
         ]
         environ = {
             **os.environ,
@@ -144,7 +146,13 @@ class RouterEnv:
 
     # -- router ---------------------------------------------------------------------------
     def start_router(
-        self, *, consent_wait: float = 3.0, app_id: str | None = None, wait_ready: bool = True
+        self,
+        *,
+        consent_wait: float = 3.0,
+        app_id: str | None = None,
+        wait_ready: bool = True,
+        instance_id: str | None = None,
+        extra: list[str] | None = None,
     ) -> RouterProcess:
         args = [
             "--policy",
@@ -154,8 +162,9 @@ class RouterEnv:
             "--consent-wait",
             str(consent_wait),
             *self.plan.router_topic_args(),
+            *(extra or []),
         ]
-        router = RouterProcess(self, args, len(self.routers))
+        router = RouterProcess(self, args, len(self.routers), instance_id)
         self.routers.append(router)
         if wait_ready:
             router.wait_ready()

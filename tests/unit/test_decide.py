@@ -32,6 +32,7 @@ pytestmark = pytest.mark.unit
 ROUTER_ONLY = {
     ReasonCode.CONSENT_STATE_STALE,
     ReasonCode.CONSENT_UNREADABLE,
+    ReasonCode.MISROUTED,
 }
 
 

@@ -107,18 +107,25 @@ def test_stale_after_max_wait() -> None:
     assert check(tracker, 99.0, since=0.0, now=2.0) is STALE
 
 
-def test_stalled_partition_fails_fast_until_progress() -> None:
+def test_staleness_is_per_event_no_head_of_line_denial() -> None:
+    """One stale event does not make later events stale: each is judged on its own wait and
+    on what the view could know about it (issue 10, leak path 4)."""
     tracker = WatermarkTracker()
     tracker.observe_end(0, 10, observed_at=100.0)
     tracker.observe_position(0, 4)
     assert check(tracker, 99.0, since=0.0, now=2.0) is STALE
-    # the next queued event does not wait another max_wait
-    assert check(tracker, 99.1, since=2.0, now=2.0) is STALE
-    tracker.observe_position(0, 6)  # progress: wait again
-    assert check(tracker, 99.2, since=2.1, now=2.1) is WAIT
-    tracker.observe_position(0, 10)
-    assert check(tracker, 99.2, since=2.1, now=2.2) is READY
-    assert tracker.partition(0).stalled_at is None
+    # the next queued event arrived later: it has its own wait
+    assert check(tracker, 99.1, since=1.5, now=2.0) is WAIT
+    tracker.observe_position(0, 10)  # the view catches up: READY at once
+    assert check(tracker, 99.1, since=1.5, now=2.1) is READY
+
+
+def test_idle_consent_partition_is_never_stale() -> None:
+    tracker = WatermarkTracker()
+    tracker.observe_position(0, 7)
+    for i in range(50):  # the end never moves; every new observation keeps it ready
+        tracker.observe_end(0, 7, observed_at=100.0 + i)
+        assert check(tracker, 100.0 + i - 0.01, since=float(i), now=float(i) + 10.0) is READY
 
 
 def test_reset_position_after_revoke() -> None:

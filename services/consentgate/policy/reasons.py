@@ -41,6 +41,10 @@ class ReasonCode(StrEnum):
     """Set by the router: the consent view did not catch up with the event within the wait."""
     CONSENT_UNREADABLE = "consent_unreadable"
     """Set by the router: the subject's consent record could not be decoded."""
+    MISROUTED = "misrouted"
+    """Set by the router: the event sits on a partition other than its subject's (its key
+    is not the subject, or its producer used another partitioner), so the consent view of
+    that partition cannot judge it; it is dead-lettered with the expected partition too."""
     POLICY_ERROR = "policy_error"
     """The sink does not apply to the event's source, or the policy could not be evaluated."""
 

@@ -1,56 +1,74 @@
-"""``consentgate router``: run a router worker (Ctrl-C / SIGTERM to stop)."""
+"""``consentgate router``: run a router worker (SIGTERM / Ctrl-C to stop).
+
+Every setting of :class:`~consentgate.router.config.RouterConfig` is an option, named after
+its dotted path (``--gate.consent-wait``), with its environment variable in the help.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
-from consentgate.router.run import DEFAULT_POLICY, RouterOptions, run
+from consentgate.errors import ConfigError
+from consentgate.router.config import RouterConfig, fields
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "router", help="run the consent router (a faust-streaming worker)"
+        "router",
+        help="run the consent router (transactional confluent-kafka worker)",
+        description="Run a router worker. Exit codes: 0 stopped, 70 fail-stop (nothing "
+        "committed past the failure), 78 refused to start (settings, policy, topics).",
     )
-    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy file")
-    parser.add_argument("--app-id", default="consentgate-router", help="consumer group / app id")
-    parser.add_argument("--instance-id", help="static membership id (unique per process)")
-    parser.add_argument("--web-port", type=int, default=6066, help="/healthz /readyz /metrics")
-    parser.add_argument("--consent-wait", type=float, help="seconds an event may wait at the gate")
-    parser.add_argument(
-        "--store", default="memory://", help="faust table store (memory://, rocksdb://)"
-    )
-    parser.add_argument(
-        "--gate-skew",
-        type=float,
-        default=0.0,
-        help="the gate waits for consent observed at event time + this",
-    )
-    parser.add_argument("--consent-topic", default="consent.state.v1")
-    parser.add_argument("--changes-topic", default="consent.changes.v1")
-    parser.add_argument("--decisions-topic", default="consentgate.decisions.v1")
-    parser.add_argument("--provisions-topic", default="consentgate.provisions.v1")
-    parser.add_argument("--dlq-topic", default="consentgate.dlq.v1")
-    parser.add_argument("--loglevel", default="info")
+    parser.add_argument("--config", type=Path, help="YAML file with the settings below")
+    parser.add_argument("--loglevel", default="info", help="debug, info, warning, error")
+    for dotted, info in fields():
+        env = "CONSENTGATE_ROUTER_" + dotted.upper().replace(".", "__")
+        option = "--" + dotted.replace("_", "-")
+        kind = _kind(info.annotation)
+        default = info.default
+        text = f"{info.description or ''} (env {env}; default {default})"
+        if kind is bool:
+            parser.add_argument(
+                option, dest=dotted, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(option, dest=dotted, type=kind, default=None, help=text)
+    # the names of the first router, kept working
+    aliases = {
+        "--web-port": "web.port",
+        "--consent-wait": "gate.consent_wait",
+        "--gate-skew": "gate.skew",
+        "--consent-topic": "topics.consent_state",
+        "--changes-topic": "topics.consent_changes",
+        "--decisions-topic": "topics.decisions",
+        "--provisions-topic": "topics.provisions",
+        "--dlq-topic": "topics.dead_letters",
+    }
+    for option, dotted in aliases.items():
+        parser.add_argument(option, dest=dotted, type=str, default=None, help=f"= --{dotted}")
     parser.set_defaults(handler=_run)
 
 
+def _kind(annotation: Any) -> Any:
+    for kind in (bool, int, float, Path):
+        if annotation is kind or kind in getattr(annotation, "__args__", ()):
+            return kind
+    return str
+
+
 def _run(args: argparse.Namespace) -> int:
-    options = RouterOptions(
-        policy=args.policy,
-        app_id=args.app_id,
-        instance_id=args.instance_id,
-        web_port=args.web_port,
-        consent_wait=args.consent_wait,
-        store=args.store,
-        gate_skew=args.gate_skew,
-        consent_topic=args.consent_topic,
-        changes_topic=args.changes_topic,
-        decisions_topic=args.decisions_topic,
-        provisions_topic=args.provisions_topic,
-        dlq_topic=args.dlq_topic,
-    )
-    return run(options, loglevel=args.loglevel)
+    from consentgate.router.run import EXIT_CONFIG, run  # noqa: PLC0415 - heavy imports
+
+    logging.getLogger().setLevel(args.loglevel.upper())
+    overrides = {dotted: getattr(args, dotted) for dotted, _ in fields() if hasattr(args, dotted)}
+    try:
+        config = RouterConfig.build(args.config, overrides)
+    except ConfigError as exc:
+        logging.getLogger(__name__).error("router refused to start: %s", exc)
+        return EXIT_CONFIG
+    return run(config)

@@ -14,9 +14,12 @@ record appended before the event happened, even if the event's clock ran ``clock
 ours. Otherwise it WAITs (new observations and applied records wake it up) until ``max_wait``
 has passed since it started waiting, and is then STALE (deny as ``consent_state_stale``).
 
-Head-of-line guard: once an event on ``p`` has gone stale, later events on ``p`` that are not
-READY are STALE at once until the view makes progress on ``p``; a stalled consent partition
-then costs one ``max_wait``, not one per queued event.
+Staleness is judged per event, against what the view could know about *that* event: each
+event's wait starts when the worker received it (``waiting_since`` = its arrival), so events
+queued behind a waiting one wait concurrently with it and a stalled consent partition costs one
+``max_wait`` for the whole queue, not one per event; an event whose required offset the view
+has reached is READY whatever happened to the events before it. An idle consent partition is
+never stale: its end offset does not move, so each new observation keeps it READY.
 
 Pure: no I/O, no clocks; every time is an argument (wall seconds for event and observation
 times, any monotonic seconds for ``waiting_since``/``now_mono``).
@@ -44,7 +47,6 @@ class PartitionWatermarks:
     times: list[float] = field(default_factory=list)  # observed_at, ascending
     ends: list[int] = field(default_factory=list)  # end offset at times[i], non-decreasing
     position: int | None = None  # next offset not yet applied; None = unknown
-    stalled_at: int | None = None  # position when the last wait on it timed out
 
 
 class WatermarkTracker:
@@ -88,7 +90,6 @@ class WatermarkTracker:
         """The partition was revoked (or is being reloaded): its position is unknown again."""
         wm = self.partition(partition)
         wm.position = None
-        wm.stalled_at = None
 
     def required_offset(self, partition: int, event_time: float) -> int | None:
         """End offset the view must reach for an event at ``event_time``; None = not known yet."""
@@ -112,12 +113,8 @@ class WatermarkTracker:
         required = self.required_offset(partition, event_time)
         position = wm.position
         if required is not None and position is not None and position >= required:
-            wm.stalled_at = None
             return GateVerdict.READY
-        if wm.stalled_at is not None and wm.stalled_at == _or_minus_one(position):
-            return GateVerdict.STALE
         if now_mono - waiting_since >= max_wait:
-            wm.stalled_at = _or_minus_one(position)
             return GateVerdict.STALE
         return GateVerdict.WAIT
 
@@ -136,7 +133,3 @@ class WatermarkTracker:
         if cut:
             del wm.times[:cut]
             del wm.ends[:cut]
-
-
-def _or_minus_one(position: int | None) -> int:
-    return -1 if position is None else position

@@ -1,8 +1,12 @@
-"""Prometheus metrics of the router, on a registry of its own (served at ``/metrics``)."""
+"""Prometheus metrics of the router, on a registry of its own (served at ``/metrics``).
+
+Counters move when a transaction commits (what an aborted transaction did never happened);
+gauges are set by the loop about once a second.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 __all__ = ["RouterMetrics"]
 
@@ -11,10 +15,11 @@ class RouterMetrics:
     """Everything an operator needs to see whether consent is enforced and keeping up."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.consumed = Counter(
-            "consentgate_records_consumed", "raw records consumed", ["source"], registry=r
+        self.registry = r = CollectorRegistry()
+        self.events = Counter(
+            "consentgate_events",
+            "raw records and consent changes with a committed outcome",
+            registry=r,
         )
         self.outcomes = Counter(
             "consentgate_sink_outcomes",
@@ -22,37 +27,69 @@ class RouterMetrics:
             ["sink", "reason"],
             registry=r,
         )
+        self._outcomes: dict[tuple[str, str], Counter] = {}
         self.dead_letters = Counter(
-            "consentgate_dead_letters",
-            "records sent to the dead-letter topic",
-            ["stage"],
-            registry=r,
+            "consentgate_dead_letters", "records sent to the dead-letter topic", registry=r
         )
         self.retractions = Counter(
             "consentgate_retractions", "retraction records written", ["sink"], registry=r
         )
+        self.commits = Counter(
+            "consentgate_transactions_committed", "transactions committed", registry=r
+        )
+        self.aborts = Counter(
+            "consentgate_transactions_aborted", "transactions aborted", registry=r
+        )
+        self.shadow_checks = Counter(
+            "consentgate_shadow_checks", "decisions re-checked without caches", registry=r
+        )
+        self.shadow_mismatches = Counter(
+            "consentgate_shadow_mismatches",
+            "cached and uncached decisions differed (the worker stops)",
+            registry=r,
+        )
         self.waiting = Gauge(
             "consentgate_gate_waiting_events",
-            "events waiting at the time-correct gate for a fresh enough consent view",
+            "events queued behind the time-correct gate (waiting for a fresh consent view)",
+            registry=r,
+        )
+        self.unsettled = Gauge(
+            "consentgate_unsettled_changes",
+            "withdrawals/erasures read from consent.changes that the view does not show yet",
             registry=r,
         )
         self.consent_lag = Gauge(
             "consentgate_consent_view_lag",
-            "consent records appended but not yet applied to the view, per partition",
+            "consent records committed but not yet applied to the view, per partition",
             ["partition"],
             registry=r,
+        )
+        self.input_lag = Gauge(
+            "consentgate_input_lag",
+            "records of an assigned input partition not yet consumed",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.view_load_remaining = Gauge(
+            "consentgate_view_load_remaining",
+            "consent records still to load for a newly assigned partition",
+            ["partition"],
+            registry=r,
+        )
+        self.view_subjects = Gauge(
+            "consentgate_view_subjects", "subjects held by the consent view", registry=r
         )
         self.ready = Gauge(
             "consentgate_ready",
             "1 once the consent view is loaded for every assigned partition",
             registry=r,
         )
-        self.decision_seconds = Histogram(
-            "consentgate_decision_seconds",
-            "time from consuming a record to its outputs being handed to the producer",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=r,
-        )
+
+    def outcome(self, sink: str, reason: str) -> Counter:
+        counter = self._outcomes.get((sink, reason))
+        if counter is None:
+            counter = self._outcomes[sink, reason] = self.outcomes.labels(sink, reason)
+        return counter
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

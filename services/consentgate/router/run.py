@@ -1,107 +1,199 @@
-"""Starting a router worker: settings → startup checks → wired faust app → faust Worker.
+"""Starting a router worker: settings -> startup checks -> the wired loop -> run until stopped.
 
-Startup refuses to run (ConfigError, clear message) when the policy is invalid, a pseudonym
-key is missing, or the co-partitioned topics (every source, ``consent.state``,
-``consent.changes``) disagree on their partition count.
+Exit codes (documented in README.md and docs/router-internals.md):
+
+- 0: stopped by SIGTERM/SIGINT; the open transaction was committed, the group left.
+- 70: fail-stop: an output Kafka kept refusing (``max_aborts`` aborted transactions in a
+  row), a fatal Kafka error (fenced by a newer instance with the same transactional.id,
+  authorisation), a consent partition that would not load, or a shadow-check mismatch.
+  Nothing past the last commit is committed; a restarted worker resumes from there.
+- 78: refused to start: invalid settings or policy, a missing pseudonym key, missing
+  topics, or co-partitioned topics whose partition counts differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import socket
+import signal
 from dataclasses import dataclass
-from pathlib import Path
+from types import FrameType
 
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
-from consentgate.cluster import resolve_bootstrap
+from consentgate.errors import ConfigError, ConsentgateError
 from consentgate.ops.topics import check_copartitioned
-from consentgate.policy import Policy, load_policy
-from consentgate.router.app import RouterAppConfig
+from consentgate.policy import PseudonymKeys, load_policy, pseudonym_key_names
+from consentgate.router.config import RouterConfig
+from consentgate.router.emit import Emitter
+from consentgate.router.judge import Judge
+from consentgate.router.loop import RouterLoop
+from consentgate.router.metrics import RouterMetrics
+from consentgate.router.offsets import EndOffsetPoller
 from consentgate.router.outputs import OutputTopics
-from consentgate.router.worker import RouterWorker, build_worker, describe
+from consentgate.router.plan import Router
+from consentgate.router.rebalance import subscribe
+from consentgate.router.state import LoopState
+from consentgate.router.txn import Fatal, Outbox
+from consentgate.router.view import ConsentView, ViewLoadError
+from consentgate.router.web import WebServer
+from consentgate.serde import Serde, SerdeSettings
 from consentgate.settings import Settings
 
-__all__ = ["RouterOptions", "make_worker", "run"]
+__all__ = ["EXIT_CONFIG", "EXIT_FATAL", "Worker", "build", "run"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml"
+EXIT_FATAL = 70
+EXIT_CONFIG = 78
 
 
-@dataclass(frozen=True, kw_only=True)
-class RouterOptions:
-    policy: Path = DEFAULT_POLICY
-    app_id: str = "consentgate-router"
-    instance_id: str | None = None
-    web_port: int = 6066
-    web_enabled: bool = True
-    consent_topic: str = "consent.state.v1"
-    changes_topic: str = "consent.changes.v1"
-    consent_wait: float | None = None  # default: the policy's consent_wait_seconds
-    # The gate waits for a consent view observed at or after event time + gate_skew. The
-    # policy's clock_skew only bounds how far ahead an event may be (validation): waiting it
-    # out for every event would add that much latency to all of them.
-    gate_skew: float = 0.0
-    decisions_topic: str = "consentgate.decisions.v1"
-    provisions_topic: str = "consentgate.provisions.v1"
-    dlq_topic: str = "consentgate.dlq.v1"
-    store: str = "memory://"
-    datadir: Path | None = None
-
-    @classmethod
-    def from_env(cls) -> RouterOptions:
-        env = os.environ
-        return cls(
-            policy=Path(env.get("CONSENTGATE_POLICY", str(DEFAULT_POLICY))),
-            app_id=env.get("CONSENTGATE_ROUTER_APP_ID", "consentgate-router"),
-            instance_id=env.get("CONSENTGATE_ROUTER_INSTANCE_ID") or None,
-            web_port=int(env.get("CONSENTGATE_ROUTER_WEB_PORT", "6066")),
-        )
+@dataclass
+class Worker:
+    state: LoopState
+    loop: RouterLoop
+    view: ConsentView
+    poller: EndOffsetPoller
+    web: WebServer | None
 
 
-def make_worker(options: RouterOptions, settings: Settings | None = None) -> RouterWorker:
+def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
+    """Check everything that can be checked before joining the group; ConfigError if wrong."""
     settings = settings or Settings()
-    (options.datadir or settings.state_dir / "router").mkdir(parents=True, exist_ok=True)
-    policy: Policy = load_policy(options.policy)
-    bootstrap = resolve_bootstrap(settings)
-    admin = AdminClient(settings.kafka_config(bootstrap))
+    if not settings.bootstrap:
+        raise ConfigError("no cluster: set CONSENTGATE_BOOTSTRAP (host:port[,host:port])")
+    policy = load_policy(config.policy)
+    keys = PseudonymKeys.from_settings()
+    keys.check(pseudonym_key_names(policy.sinks))
+    kafka = settings.kafka_config()
+    t = config.topics
+    admin = AdminClient(kafka)
     copartitioned = [s.topic for s in policy.sources]
-    copartitioned += [options.consent_topic, options.changes_topic]
+    copartitioned += [t.consent_state, t.consent_changes, t.provisions]
     partitions = check_copartitioned(admin, copartitioned)
-    wait = options.consent_wait
+    outputs = sorted({s.topic for s in policy.sinks} | {t.decisions, t.dead_letters})
+    existing = set(admin.list_topics(timeout=30).topics)
+    missing = [name for name in outputs if name not in existing]
+    if missing:
+        raise ConfigError(f"output topics missing (create them first): {', '.join(missing)}")
+    wait = config.gate.consent_wait
     if wait is None:
         wait = policy.defaults.consent_wait.total_seconds()
-    config = RouterAppConfig(
-        bootstrap=bootstrap,
-        app_id=options.app_id,
-        consent_topic=options.consent_topic,
+    state = LoopState(
+        config=config,
+        policy=policy,
+        metrics=RouterMetrics(),
         partitions=partitions,
-        store=options.store,
-        instance_id=options.instance_id or f"{socket.gethostname()}-{options.web_port}",
-        web_enabled=options.web_enabled,
-        web_port=options.web_port,
-        datadir=options.datadir,
         consent_wait=wait,
-        clock_skew=options.gate_skew,
     )
-    topics = OutputTopics(
-        decisions=options.decisions_topic,
-        provisions=options.provisions_topic,
-        dead_letters=options.dlq_topic,
+    core = Router(
+        policy,
+        Serde.from_settings(SerdeSettings()),
+        keys,
+        OutputTopics(decisions=t.decisions, provisions=t.provisions, dead_letters=t.dead_letters),
     )
-    worker = build_worker(
-        config, policy, settings, topics=topics, changes_topic=options.changes_topic
+    outbox = Outbox(
+        settings.producer_config(
+            None,
+            **{
+                "transactional.id": config.transactional_id,
+                "transaction.timeout.ms": config.loop.transaction_timeout_ms,
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 524_288,
+                # the first AddPartitions of a transaction meets CONCURRENT_TRANSACTIONS while
+                # the previous one's markers are written: back off briefly, not 100 ms-1 s
+                "retry.backoff.ms": 10,
+                "retry.backoff.max.ms": 100,
+            },
+        )
     )
-    log.info("router %s on %s: %s", options.app_id, bootstrap, describe(worker))
-    return worker
+    consumer = Consumer(
+        settings.kafka_config(
+            None,
+            **{
+                "group.id": config.app_id,
+                "group.instance.id": config.member_id,
+                "partition.assignment.strategy": "range",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                "enable.partition.eof": False,
+            },
+        )
+    )
+    view = ConsentView(kafka, t.consent_state)
+    poller = EndOffsetPoller(kafka, t.consent_state, interval=config.gate.poll_interval)
+    loop = RouterLoop(
+        state=state,
+        consumer=consumer,
+        outbox=outbox,
+        view=view,
+        poller=poller,
+        judge=Judge(core, partitions),
+        emitter=Emitter(state, outbox, core, kafka),
+    )
+    web = WebServer(state, config.web.host, config.web.port) if config.web.enabled else None
+    log.info(
+        "router %s (%s) on %s: %d sources, %d sinks, policy %s, %d partitions, consent wait %.1f s",
+        config.app_id,
+        config.transactional_id,
+        settings.bootstrap,
+        len(policy.sources),
+        len(policy.sinks),
+        policy.version,
+        partitions,
+        wait,
+    )
+    return Worker(state, loop, view, poller, web)
 
 
-def run(options: RouterOptions, loglevel: str = "info") -> int:
-    """Run a worker until SIGTERM/SIGINT."""
-    from faust import Worker  # noqa: PLC0415 - heavy import only when running
+def run(config: RouterConfig) -> int:
+    """Run a worker until SIGTERM/SIGINT; the exit code (see the module docstring)."""
+    try:
+        worker = build(config)
+    except ConsentgateError as exc:
+        log.error("router refused to start: %s", exc)
+        return EXIT_CONFIG
+    loop = worker.loop
 
-    worker = make_worker(options)
-    Worker(worker.app, loglevel=loglevel).execute_from_commandline()
-    return 0
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        loop.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if worker.web is not None:
+        worker.web.start()
+    code = 0
+    try:
+        loop.outbox.init()
+        worker.poller.start()
+        subscribe(loop)
+        loop.run()
+    except Exception as exc:
+        worker.state.fatal = str(exc) or type(exc).__name__
+        worker.state.set_ready_gauge()
+        known = isinstance(exc, (Fatal, ViewLoadError, ConsentgateError))
+        log.error(
+            "router stops without committing (exit %d): %s",
+            EXIT_FATAL,
+            exc,
+            exc_info=not known,
+        )
+        code = EXIT_FATAL
+        with contextlib.suppress(Exception):
+            loop.outbox.abort()
+    finally:
+        if code == 0:
+            loop.consumer.close()  # leaves the group; nothing auto-commits
+            loop.outbox.close()
+        worker.poller.stop()
+        worker.view.close()
+        if worker.web is not None:
+            worker.web.stop()
+    log.info("router stopped (exit %d)", code)
+    return code

@@ -1,0 +1,88 @@
+"""The judge: one parsed event + what the consent view holds -> the records to write. Pure.
+
+Every fail-closed mapping of the router lives here, in this order:
+
+1. ``misrouted``: the event sits on partition P but its subject belongs to partition E
+   (murmur2 of the subject id): partition P's view cannot judge it. Every sink is denied
+   as ``misrouted`` and the raw record is dead-lettered with the expected partition.
+2. ``consent_state_stale``: the gate gave up waiting for a view as new as the event, or a
+   withdrawal/erasure of the subject was read from ``consent.changes`` that the view does
+   not show yet (the subject's events are denied until it does).
+3. ``erased``: the view holds a tombstone for the subject.
+4. ``consent_unreadable``: the subject's record cannot be decoded.
+5. otherwise the policy's rule over the subject's timeline (or none: ``no_consent_record``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from consentgate.errors import DecodeError
+from consentgate.policy import ReasonCode
+from consentgate.router.gate import GateVerdict
+from consentgate.router.partitioner import SubjectPartitioner
+from consentgate.router.plan import Parsed, RoutePlan, Router
+from consentgate.router.view import ConsentLookup
+
+__all__ = ["Judge"]
+
+
+class Judge:
+    """Holds the core (policy, serde, keys) and the partition count; no I/O."""
+
+    def __init__(self, core: Router, partitions: int) -> None:
+        self.core = core
+        self.partition_of = SubjectPartitioner(partitions)
+
+    def expected_partition(self, parsed: Parsed) -> int:
+        return self.partition_of((parsed.event.subject_id or "").encode())
+
+    def misrouted(self, parsed: Parsed, now: datetime) -> RoutePlan | None:
+        """The plan of a misrouted event (denied + dead letter), or None if it is where its
+        subject's consent is."""
+        expected = self.expected_partition(parsed)
+        rec = parsed.rec
+        if expected == rec.partition:
+            return None
+        plan = self.core.plan(parsed, None, now, override=ReasonCode.MISROUTED)
+        reason = (
+            f"subject {parsed.event.subject_id!r} belongs to partition {expected} "
+            f"(murmur2 of the subject id), the record is on partition {rec.partition} "
+            f"(key {rec.key!r}); expected_partition={expected}"
+        )
+        letter = self.core.dead_letter(rec, now, "route", Misrouted(reason))
+        return dataclasses.replace(plan, outputs=(*plan.outputs, letter), dead_letter=True)
+
+    def judge(
+        self,
+        parsed: Parsed,
+        verdict: GateVerdict,
+        lookup: ConsentLookup,
+        now: datetime,
+        *,
+        unsettled: bool = False,
+        uncached: bool = False,
+    ) -> RoutePlan:
+        """The plan of an event on its subject's partition, after the gate."""
+        override: ReasonCode | None = None
+        timeline = None
+        if verdict is not GateVerdict.READY or unsettled:
+            override = ReasonCode.CONSENT_STATE_STALE
+        elif lookup.state == "erased":
+            override = ReasonCode.ERASED
+        elif lookup.state == "present":
+            try:
+                timeline = self.core.timeline(lookup.raw)
+            except DecodeError:
+                override = ReasonCode.CONSENT_UNREADABLE
+        if uncached:
+            plan_uncached = getattr(self.core, "plan_uncached", self.core.plan)  # TEMP
+            return plan_uncached(parsed, timeline, now, override=override)
+        return self.core.plan(parsed, timeline, now, override=override)
+
+
+class Misrouted(Exception):
+    """Dead-letter error type ``Misrouted``."""
+
+    name = "Misrouted"

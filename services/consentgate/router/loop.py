@@ -1,0 +1,325 @@
+"""The router's I/O: one consume-transform-produce loop, transactional, per worker.
+
+Each iteration: consume raw events and consent changes (one group consumer, read_committed,
+range assignment so that partition N of every co-partitioned topic comes to the same
+worker) -> apply new consent records to the view -> take the gate's end-offset observations
+-> work off each partition's queue in order -> every ``commit_interval`` commit the outputs
+and the input offsets in one transaction. Nothing awaits or yields between an event's
+consent lookup and the produce of its outputs.
+
+Per raw partition, the head event is parsed (dead letter if bad), checked for its partition
+(``misrouted``), held at the gate until the view could know its consent (or
+``consent_state_stale`` after ``consent_wait`` since it arrived), and judged. Per changes
+partition, a withdrawal or erasure is retracted once the view shows it (pending.py).
+
+Fail-stop: any error the loop cannot turn into an outcome raises :class:`Fatal`; the worker
+then exits 70 without committing, and its successor re-reads from the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from consentgate.errors import DecodeError
+from consentgate.models.consent import ConsentChange
+from consentgate.router.emit import Emitter
+from consentgate.router.gate import GateVerdict, WatermarkTracker
+from consentgate.router.judge import Judge
+from consentgate.router.offsets import EndOffsetPoller
+from consentgate.router.pending import Unsettled, retracting, view_shows
+from consentgate.router.plan import Parsed, RawRecord, RoutePlan
+from consentgate.router.retract import retractions
+from consentgate.router.state import LoopState
+from consentgate.router.txn import Aborted, Fatal, Outbox
+from consentgate.router.view import ConsentView
+
+__all__ = ["RouterLoop"]
+
+log = logging.getLogger(__name__)
+
+Entry = list[Any]  # [message, arrival (monotonic), RawRecord, Parsed | RoutePlan | change]
+
+
+class RouterLoop:
+    """Wired by :mod:`consentgate.router.run`; ``run()`` returns when stopped."""
+
+    def __init__(
+        self,
+        *,
+        state: LoopState,
+        consumer: Consumer,
+        outbox: Outbox,
+        view: ConsentView,
+        poller: EndOffsetPoller,
+        judge: Judge,
+        emitter: Emitter,
+    ) -> None:
+        self.s = state
+        self.consumer = consumer
+        self.outbox = outbox
+        self.view = view
+        self.poller = poller
+        self.judge = judge
+        self.emitter = emitter
+        self.tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
+        self.queues: dict[tuple[str, int], deque[Entry]] = {}
+        self.paused: set[tuple[str, int]] = set()
+        self.offsets: dict[tuple[str, int], int] = {}  # next offset to commit, this txn
+        self.unsettled: dict[int, Unsettled] = {}
+        self.stopping = False
+        self._judged = 0
+        self._aborts_in_row = 0
+        self._gauges_at = 0.0
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        cfg = self.s.config.loop
+        consumer = self.consumer
+        while not self.stopping:
+            busy = any(self.queues.values())
+            msgs = consumer.consume(cfg.batch, 0.005 if busy else 0.05)
+            try:
+                self._intake(msgs)
+                self._refresh_view()
+                if any(self.queues.values()):
+                    self.outbox.begin()
+                    self._work()
+                self.outbox.poll()
+                if self.outbox.open and (
+                    time.monotonic() - self.outbox.opened_at >= cfg.commit_interval
+                ):
+                    self.commit()
+            except Aborted as exc:
+                self._aborted(exc)
+            if time.monotonic() - self._gauges_at >= 1.0:
+                self._gauges()
+        self.commit()
+
+    def _gauges(self) -> None:
+        self._gauges_at = time.monotonic()
+        m, changes = self.s.metrics, self.s.config.topics.consent_changes
+        m.waiting.set(sum(len(q) for (t, _p), q in self.queues.items() if t != changes))
+        m.unsettled.set(sum(len(u) for u in self.unsettled.values()))
+        m.view_subjects.set(self.view.size())
+        for p in self.s.assigned:
+            lag = self.tracker.lag(p)
+            if lag is not None:
+                m.consent_lag.labels(str(p)).set(lag)
+        for t, p in list(self.queues):
+            tp = TopicPartition(t, p)
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            (pos,) = self.consumer.position([tp])
+            if high >= 0 and pos.offset >= 0:
+                m.input_lag.labels(t, str(p)).set(max(0, high - pos.offset))
+
+    def commit(self) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
+        try:
+            self.outbox.commit(offsets, self.consumer.consumer_group_metadata())
+        except Aborted as exc:
+            self._aborted(exc)
+            return
+        self.offsets.clear()
+        self._aborts_in_row = 0
+        self.s.metrics.commits.inc()
+        self.emitter.committed()
+
+    def _aborted(self, exc: Aborted) -> None:
+        self.outbox.abort()
+        self._aborts_in_row += 1
+        self.s.metrics.aborts.inc()
+        log.error("transaction aborted (%d in a row): %s", self._aborts_in_row, exc)
+        if self._aborts_in_row >= self.s.config.loop.max_aborts:
+            raise Fatal(f"{self._aborts_in_row} transactions aborted in a row; last: {exc}")
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Back to the committed offsets: nothing of the aborted transaction happened."""
+        self.offsets.clear()
+        self.emitter.aborted()
+        for queue in self.queues.values():
+            queue.clear()
+        for unsettled in self.unsettled.values():
+            unsettled.clear()
+        assigned = self.consumer.assignment()
+        if assigned:
+            for tp in self.consumer.committed(assigned, timeout=30):
+                offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if self.paused:
+                self.consumer.resume([TopicPartition(t, p) for t, p in self.paused])
+                self.paused.clear()
+        self.emitter.reload_provisions(self.s.assigned)
+
+    # -- intake -------------------------------------------------------------------------
+    def _intake(self, msgs: list[Message]) -> None:
+        now = time.monotonic()
+        changes = self.s.config.topics.consent_changes
+        queues = self.queues
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal() or err.code() in _FATAL_CONSUME:
+                    raise Fatal(f"consumer: {err}")
+                log.warning("consumer: %s", err)
+                continue
+            key = (m.topic() or "", m.partition() or 0)
+            queue = queues.get(key)
+            if queue is None:
+                continue  # fetched before a revocation
+            rec = _raw(m)
+            entry: Entry = [m, now, rec, None]
+            if key[0] == changes:
+                entry[3] = self._read_change(m)
+            queue.append(entry)
+        for key, queue in queues.items():
+            if len(queue) > self.s.config.loop.max_queued and key not in self.paused:
+                self.consumer.pause([TopicPartition(*key)])
+                self.paused.add(key)
+
+    def _read_change(self, m: Message) -> ConsentChange | DecodeError:
+        try:
+            change = self.judge.core.serde.decode_model(
+                m.value(),
+                ConsentChange,
+                topic=m.topic(),
+                partition=m.partition(),
+                offset=m.offset(),
+            )
+        except DecodeError as exc:
+            return exc
+        if retracting(change):
+            self.unsettled[m.partition()].add(change.subject_id.encode())  # type: ignore[index]
+        return change
+
+    def _refresh_view(self) -> None:
+        view, tracker = self.view, self.tracker
+        view.poll()
+        view.refresh_positions()
+        for p in view.partitions:
+            tracker.observe_position(p, view.position(p))
+        for observed_at, ends in self.poller.drain():
+            for p, end in ends.items():
+                tracker.observe_end(p, end, observed_at)
+
+    # -- work ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        now = datetime.now(UTC)  # after the view poll: every change it holds is <= now
+        mono = time.monotonic()
+        changes = self.s.config.topics.consent_changes
+        for key, queue in self.queues.items():
+            if queue:
+                if key[0] == changes:
+                    self._work_changes(key, queue, now)
+                else:
+                    self._work_events(key, queue, now, mono)
+            if key in self.paused and len(queue) < self.s.config.loop.max_queued // 2:
+                self.consumer.resume([TopicPartition(*key)])
+                self.paused.discard(key)
+
+    def _work_events(
+        self, key: tuple[str, int], queue: deque[Entry], now: datetime, mono: float
+    ) -> None:
+        judge, tracker, emit = self.judge, self.tracker, self.emitter.emit
+        max_wait = self.s.consent_wait
+        partition = key[1]
+        unsettled = self.unsettled[partition]
+        core = judge.core
+        while queue:
+            entry = queue[0]
+            rec = entry[2]
+            parsed = entry[3]
+            if parsed is None:
+                parsed = entry[3] = core.parse(rec, now)
+            if isinstance(parsed, RoutePlan):
+                emit(parsed, rec, partition)
+            else:
+                misrouted = judge.misrouted(parsed, now)
+                if misrouted is not None:
+                    emit(misrouted, rec, partition)
+                else:
+                    t = parsed.event.event_time.timestamp()
+                    verdict = tracker.check(
+                        partition, t, waiting_since=entry[1], now_mono=mono, max_wait=max_wait
+                    )
+                    if verdict is GateVerdict.WAIT:
+                        if tracker.required_offset(partition, t) is None:
+                            self.poller.request()
+                        return  # the partition waits; order within it is kept
+                    self._judge(parsed, rec, partition, verdict, unsettled, now)
+            queue.popleft()
+            self.offsets[key] = rec.offset + 1
+
+    def _judge(  # noqa: PLR0917 - per-event values of _work_events
+        self,
+        parsed: Parsed,
+        rec: RawRecord,
+        partition: int,
+        verdict: GateVerdict,
+        unsettled: Unsettled,
+        now: datetime,
+    ) -> None:
+        subject = (parsed.event.subject_id or "").encode()
+        lookup = self.view.lookup(partition, subject)
+        held = bool(unsettled) and subject in unsettled
+        if verdict is GateVerdict.STALE:
+            log.warning("%s: consent view not fresh after the wait: denying", rec.where)
+        plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
+        self._judged += 1
+        every = self.s.config.loop.shadow_every
+        if every and self._judged % every == 0:
+            self.emitter.shadow_check(
+                plan, self.judge.judge(parsed, verdict, lookup, now, unsettled=held, uncached=True)
+            )
+        self.emitter.emit(plan, rec, partition)
+
+    def _work_changes(self, key: tuple[str, int], queue: deque[Entry], now: datetime) -> None:
+        partition = key[1]
+        core = self.judge.core
+        while queue:
+            _m, _arrival, rec, change = queue[0]
+            if isinstance(change, DecodeError):
+                letter = core.dead_letter(rec, now, "consent", change)
+                self.emitter.emit(RoutePlan((letter,), None, dead_letter=True), rec, partition)
+            elif retracting(change):
+                subject = change.subject_id.encode()
+                lookup = self.view.lookup(partition, subject)
+                try:
+                    timeline = core.timeline(lookup.raw) if lookup.state == "present" else None
+                    shown = view_shows(change, lookup, timeline)
+                except DecodeError:
+                    shown = True  # unreadable: every event of the subject is denied anyway
+                if not shown:
+                    self.s.note_unsettled(change, rec.where)
+                    return  # later changes of this partition wait: settle in log order
+                outs = retractions(core.policy, change, core.keys)
+                self.emitter.emit_retractions(outs, change, rec.where)
+                self.unsettled[partition].settle(subject)
+            queue.popleft()
+            self.offsets[key] = rec.offset + 1
+
+
+_FATAL_CONSUME = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+}
+
+
+def _raw(m: Message) -> RawRecord:
+    ts_type, ts = m.timestamp()
+    return RawRecord(
+        m.topic(),  # type: ignore[arg-type]  # str for records
+        m.partition(),  # type: ignore[arg-type]
+        m.offset(),  # type: ignore[arg-type]
+        m.key(),
+        m.value(),
+        datetime.fromtimestamp(ts / 1000, UTC) if ts_type and ts > 0 else None,
+    )
