@@ -110,7 +110,12 @@ def run_demo(options: DemoOptions) -> int:
         router, log_path, port = _start_router(cluster.bootstrap, policy_path, plan, workdir)
         try:
             loaded, took = _route_all(
-                conf, plan.decisions_topic, data.events, router, log_path, port
+                conf,
+                f"demo-router-{workdir.name}",
+                [plan.browsing_topic, plan.scores_topic],
+                router,
+                log_path,
+                port,
             )
             _withdraw_one(conf, writer, plan)
         finally:
@@ -138,22 +143,38 @@ def run_demo(options: DemoOptions) -> int:
         return 0 if report.ok else 1
 
 
+def _committed(conf: dict[str, Any], group: str, topics: list[str]) -> int:
+    """Raw records the router's group has committed (decided, outputs committed with them)."""
+    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in consumer.list_topics(t, timeout=10).topics[t].partitions
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
+    finally:
+        consumer.close()
+
+
 def _route_all(  # noqa: PLR0917 - one private call site
     conf: dict[str, Any],
-    decisions_topic: str,
-    events: int,
+    group: str,
+    sources: list[str],
     router: subprocess.Popen[bytes],
     log_path: Path,
     port: int,
 ) -> tuple[float, float]:
-    """Wait for readiness, then for every event's decision; (load seconds, route seconds)."""
+    """Wait for readiness, then until the router has committed every raw record (its outputs
+    commit with its offsets); (load seconds, route seconds)."""
+    events = sum(_count(conf, t) for t in sources)  # raw topics: plain producers, no markers
     started = time.monotonic()
     _wait_ready(port, router, log_path)
     loaded = time.monotonic() - started
     _say(f"      consent view loaded in {loaded:.1f} s")
     t0 = time.monotonic()
     last = -1
-    while (done := _count(conf, decisions_topic)) < events:
+    while (done := _committed(conf, group, sources)) < events:
         if router.poll() is not None:
             raise RuntimeError(f"router exited; see {log_path}")
         if done != last:
