@@ -77,8 +77,7 @@ class Judge:
             except DecodeError:
                 override = ReasonCode.CONSENT_UNREADABLE
         if uncached:
-            plan_uncached = getattr(self.core, "plan_uncached", self.core.plan)  # TEMP
-            return plan_uncached(parsed, timeline, now, override=override)
+            return self.core.plan_uncached(parsed, timeline, now, override=override)
         return self.core.plan(parsed, timeline, now, override=override)
 
 

@@ -26,15 +26,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from consentgate.errors import DecodeError
-from consentgate.models.consent import ConsentChange
+from consentgate.router.changes import read_change, work_changes
 from consentgate.router.emit import Emitter
 from consentgate.router.gate import GateVerdict, WatermarkTracker
+from consentgate.router.gauges import sample_gauges
 from consentgate.router.judge import Judge
 from consentgate.router.offsets import EndOffsetPoller
-from consentgate.router.pending import Unsettled, retracting, view_shows
+from consentgate.router.pending import Unsettled
 from consentgate.router.plan import Parsed, RawRecord, RoutePlan
-from consentgate.router.retract import retractions
 from consentgate.router.state import LoopState
 from consentgate.router.txn import Aborted, Fatal, Outbox
 from consentgate.router.view import ConsentView
@@ -98,25 +97,9 @@ class RouterLoop:
             except Aborted as exc:
                 self._aborted(exc)
             if time.monotonic() - self._gauges_at >= 1.0:
-                self._gauges()
+                self._gauges_at = time.monotonic()
+                sample_gauges(self)
         self.commit()
-
-    def _gauges(self) -> None:
-        self._gauges_at = time.monotonic()
-        m, changes = self.s.metrics, self.s.config.topics.consent_changes
-        m.waiting.set(sum(len(q) for (t, _p), q in self.queues.items() if t != changes))
-        m.unsettled.set(sum(len(u) for u in self.unsettled.values()))
-        m.view_subjects.set(self.view.size())
-        for p in self.s.assigned:
-            lag = self.tracker.lag(p)
-            if lag is not None:
-                m.consent_lag.labels(str(p)).set(lag)
-        for t, p in list(self.queues):
-            tp = TopicPartition(t, p)
-            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            (pos,) = self.consumer.position([tp])
-            if high >= 0 and pos.offset >= 0:
-                m.input_lag.labels(t, str(p)).set(max(0, high - pos.offset))
 
     def commit(self) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
@@ -155,6 +138,7 @@ class RouterLoop:
             if self.paused:
                 self.consumer.resume([TopicPartition(t, p) for t, p in self.paused])
                 self.paused.clear()
+        self.judge.core.forget_provisions()
         self.emitter.reload_provisions(self.s.assigned)
 
     # -- intake -------------------------------------------------------------------------
@@ -176,27 +160,12 @@ class RouterLoop:
             rec = _raw(m)
             entry: Entry = [m, now, rec, None]
             if key[0] == changes:
-                entry[3] = self._read_change(m)
+                entry[3] = read_change(self, m)
             queue.append(entry)
         for key, queue in queues.items():
             if len(queue) > self.s.config.loop.max_queued and key not in self.paused:
                 self.consumer.pause([TopicPartition(*key)])
                 self.paused.add(key)
-
-    def _read_change(self, m: Message) -> ConsentChange | DecodeError:
-        try:
-            change = self.judge.core.serde.decode_model(
-                m.value(),
-                ConsentChange,
-                topic=m.topic(),
-                partition=m.partition(),
-                offset=m.offset(),
-            )
-        except DecodeError as exc:
-            return exc
-        if retracting(change):
-            self.unsettled[m.partition()].add(change.subject_id.encode())  # type: ignore[index]
-        return change
 
     def _refresh_view(self) -> None:
         view, tracker = self.view, self.tracker
@@ -216,7 +185,7 @@ class RouterLoop:
         for key, queue in self.queues.items():
             if queue:
                 if key[0] == changes:
-                    self._work_changes(key, queue, now)
+                    work_changes(self, key, queue, now)
                 else:
                     self._work_events(key, queue, now, mono)
             if key in self.paused and len(queue) < self.s.config.loop.max_queued // 2:
@@ -270,39 +239,16 @@ class RouterLoop:
         held = bool(unsettled) and subject in unsettled
         if verdict is GateVerdict.STALE:
             log.warning("%s: consent view not fresh after the wait: denying", rec.where)
-        plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
         self._judged += 1
         every = self.s.config.loop.shadow_every
-        if every and self._judged % every == 0:
-            self.emitter.shadow_check(
-                plan, self.judge.judge(parsed, verdict, lookup, now, unsettled=held, uncached=True)
-            )
+        if every and self._judged % every == 0:  # the uncached rule first: it reads the
+            # provision memory without writing it, so both plans must be equal
+            uncached = self.judge.judge(parsed, verdict, lookup, now, unsettled=held, uncached=True)
+            plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
+            self.emitter.shadow_check(plan, uncached)
+        else:
+            plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
         self.emitter.emit(plan, rec, partition)
-
-    def _work_changes(self, key: tuple[str, int], queue: deque[Entry], now: datetime) -> None:
-        partition = key[1]
-        core = self.judge.core
-        while queue:
-            _m, _arrival, rec, change = queue[0]
-            if isinstance(change, DecodeError):
-                letter = core.dead_letter(rec, now, "consent", change)
-                self.emitter.emit(RoutePlan((letter,), None, dead_letter=True), rec, partition)
-            elif retracting(change):
-                subject = change.subject_id.encode()
-                lookup = self.view.lookup(partition, subject)
-                try:
-                    timeline = core.timeline(lookup.raw) if lookup.state == "present" else None
-                    shown = view_shows(change, lookup, timeline)
-                except DecodeError:
-                    shown = True  # unreadable: every event of the subject is denied anyway
-                if not shown:
-                    self.s.note_unsettled(change, rec.where)
-                    return  # later changes of this partition wait: settle in log order
-                outs = retractions(core.policy, change, core.keys)
-                self.emitter.emit_retractions(outs, change, rec.where)
-                self.unsettled[partition].settle(subject)
-            queue.popleft()
-            self.offsets[key] = rec.offset + 1
 
 
 _FATAL_CONSUME = {

@@ -7,21 +7,23 @@ For every raw record exactly one of:
 - one decision record holding every sink's outcome, plus, for each allowed sink, the
   projected record and, for partner sinks, a provision record (once per subject, recipient
   and day within this process; the provision id is deterministic, so repeats are idempotent).
+
+``plan`` is the fast path: decisions from :mod:`~consentgate.router.verdicts` (exact per
+window of the timeline) and records spliced from parts (:mod:`~consentgate.router.records`).
+``plan_uncached`` computes the same plan from scratch: decide_all, the serde on whole
+values, no memory written. The loop compares the two on a sample (``plan.outputs ==
+shadow.outputs``, same ``now``): see :meth:`Router.plan_uncached`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
 
-import fastavro
-
+from consentgate.consent.intervals import Evidence
 from consentgate.consent.timeline import Timeline
 from consentgate.errors import ConsentgateError, DecodeError
 from consentgate.models.consent import ConsentTimeline
@@ -34,12 +36,24 @@ from consentgate.policy import (
     Sink,
     SourceEvent,
     decide_all,
-    project,
+    subject_key,
 )
+from consentgate.router.avro import FastRecord
 from consentgate.router.outputs import HEADER, Output, OutputTopics
+from consentgate.router.records import (
+    DecisionRecords,
+    EventParts,
+    PseudonymMemo,
+    SinkRecords,
+    decision_value,
+    outcome,
+    provision_value,
+    sink_value,
+)
+from consentgate.router.verdicts import Verdict, VerdictMemory
 from consentgate.serde import Serde
 
-__all__ = ["SINK_SCHEMAS", "Parsed", "RawRecord", "RoutePlan", "Router"]
+__all__ = ["SINK_SCHEMAS", "Parsed", "RawRecord", "RoutePlan", "Router", "ShadowMismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +65,7 @@ SINK_SCHEMAS = {
 
 _DECISION_SCHEMA = DecisionRecord.avro_name
 _PROVISION_SCHEMA = ProvisionRecord.avro_name
+_PID_MEMORY = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +103,9 @@ class RoutePlan:
 
 
 class Router:
-    """Decides and projects; holds the policy, serde and pseudonym keys, nothing mutable but
-    a small memory of provision ids already written today."""
+    """Decides and projects; holds the policy, serde and pseudonym keys, and memories that
+    never change an answer: decoded timelines, verdicts, pseudonyms, encoded parts, and the
+    provision ids already written today."""
 
     def __init__(
         self,
@@ -115,11 +131,23 @@ class Router:
                     f"source {source.name}: no sink schema for {source.schema_name}"
                 )
         # what every event of a source, and every record of a sink, has in common
+        self._sources = {s.topic: s for s in reversed(policy.sources)}  # the first one wins
         self._sink_schema = {s.name: SINK_SCHEMAS[s.schema_name] for s in policy.sources}
         self._id_field = {s.name: s.event_id_field for s in policy.sources}
         self._sink_headers = {sink.name: _sink_headers(sink) for sink in policy.sinks}
         self._version_header = (HEADER.POLICY_VERSION, policy.version.encode())
-        self._decisions = _DecisionEncoder(serde)
+        # the fast path's memories
+        self._verdicts = VerdictMemory(policy.defaults)
+        self._memo = PseudonymMemo(keys)
+        self._pids: dict[tuple[str, str, date], str] = {}
+        self._sink_records = {
+            s.name: SinkRecords(
+                serde, self._sink_schema[s.name], policy.sinks_for(s.name), policy.version
+            )
+            for s in policy.sources
+        }
+        self._decisions = DecisionRecords(serde, _DECISION_SCHEMA)
+        self._provisions = FastRecord(serde, _PROVISION_SCHEMA)
 
     # -- consent ------------------------------------------------------------------------
     def timeline(self, raw: bytes | None) -> Timeline | None:
@@ -151,7 +179,7 @@ class Router:
     # -- routing ------------------------------------------------------------------------
     def parse(self, rec: RawRecord, now: datetime) -> Parsed | RoutePlan:
         """Decode and validate a raw record: the event, or the plan of its dead letter."""
-        source = self.policy.source_for_topic(rec.topic)
+        source = self._sources.get(rec.topic)
         if source is None:
             return self._dead(rec, now, "policy", "ConfigError", f"no source reads {rec.topic}")
         try:
@@ -179,23 +207,56 @@ class Router:
     ) -> RoutePlan:
         """Decide every sink of the event's source and build the records to write.
 
-        ``override`` (consent_state_stale, consent_unreadable, erased) denies every sink with
-        that reason: fail closed.
+        ``override`` (consent_state_stale, consent_unreadable, erased, misrouted) denies
+        every sink with that reason: fail closed.
         """
-        rec, event = parsed.rec, parsed.event
+        sinks = self.policy.sinks_for(parsed.event.source)
+        verdict = self._verdicts.verdict(parsed.event, consent, sinks, now, override)
+        return self._build(parsed, verdict.decisions, consent, now, verdict)
+
+    def plan_uncached(
+        self,
+        parsed: Parsed,
+        consent: Timeline | None,
+        now: datetime,
+        *,
+        override: ReasonCode | None = None,
+        remember: bool = False,
+    ) -> RoutePlan:
+        """The same plan as :meth:`plan`, computed with no memory: decide_all, project and
+        the serde on whole records, the pseudonym keys themselves. For a sampled shadow check.
+
+        It reads the memory of provisions already written but, unless ``remember``, does
+        not add to it. So called first, then ``plan`` with the same arguments, both give
+        equal ``outputs`` and ``decisions``, and any difference is a bug in a fast path: the
+        loop should stop without committing. (Called after ``plan``, it would find the
+        provisions ``plan`` just wrote remembered and leave them out.) :meth:`plan_checked`
+        does exactly that.
+        """
+        event = parsed.event
         sinks = self.policy.sinks_for(event.source)
         if override is not None:
-            decisions = [(s, Decision.deny(override)) for s in sinks]
+            denied = Decision.deny(override)
+            decisions = tuple((s, denied) for s in sinks)
         else:
-            decisions = decide_all(event, consent, sinks, now, self.policy.defaults)
-        outputs: list[Output] = []
-        event_id = event.fields[self._id_field[event.source]]
-        where = rec.where.encode()
-        for sink, decision in decisions:
-            if decision.allowed:
-                outputs.extend(self._deliver(rec, event, sink, decision, now, event_id, where))
-        outputs.append(self._decision(rec, event, decisions, consent, now, event_id, where))
-        return RoutePlan(tuple(outputs), event.subject_id, tuple(decisions))
+            decisions = tuple(decide_all(event, consent, sinks, now, self.policy.defaults))
+        return self._build(parsed, decisions, consent, now, None, remember=remember)
+
+    def plan_checked(
+        self,
+        parsed: Parsed,
+        consent: Timeline | None,
+        now: datetime,
+        *,
+        override: ReasonCode | None = None,
+    ) -> RoutePlan:
+        """``plan``, checked against ``plan_uncached`` (computed first): for a sampled shadow
+        check. Raises ShadowMismatch (nothing remembered from this event) if they differ."""
+        shadow = self.plan_uncached(parsed, consent, now, override=override)
+        plan = self.plan(parsed, consent, now, override=override)
+        if plan.outputs != shadow.outputs or plan.decisions != shadow.decisions:
+            raise ShadowMismatch(f"{parsed.rec.where}: the fast plan differs from the uncached")
+        return plan
 
     def route(
         self,
@@ -211,132 +272,130 @@ class Router:
             return parsed
         return self.plan(parsed, consent, now, override=override)
 
-    def _deliver(  # noqa: PLR0917 - private, per-event values computed once by plan()
+    def _build(
         self,
-        rec: RawRecord,
-        event: SourceEvent,
-        sink: Sink,
-        decision: Decision,
+        parsed: Parsed,
+        decisions: tuple[tuple[Sink, Decision], ...],
+        consent: Timeline | None,
         now: datetime,
-        event_id: Any,
-        where: bytes,
-    ) -> list[Output]:
-        evidence = decision.evidence
-        if evidence is None:  # an allowed decision always has evidence
-            raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
-        value = project(event, sink, evidence, self.keys)
-        value["evidence"] = {
-            "consent_change_id": evidence.change_id,
-            "consent_notice_version": evidence.notice_version,
-            "consent_method": str(evidence.method),
-            "policy_version": self.policy.version,
-            "source_topic": rec.topic,
-            "source_partition": rec.partition,
-            "source_offset": rec.offset,
-            "event_id": event_id,
-            "decided_at": now,
-        }
-        key = value["subject_key"] if value["subject_key"] is not None else event.event_id
-        headers = (
-            *self._sink_headers[sink.name],
-            (HEADER.EVENT_ID, str(event.event_id).encode()),
-            self._version_header,
-            (HEADER.CONSENT_CHANGE, evidence.change_id.encode()),
-            (HEADER.SOURCE, where),
+        verdict: Verdict | None,
+        *,
+        remember: bool = True,
+    ) -> RoutePlan:
+        """The records of ``decisions``: fast (``verdict`` given: plan) or from whole values."""
+        rec, event = parsed.rec, parsed.event
+        parts = EventParts(
+            event,
+            event.fields[self._id_field[event.source]],
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            now=now,
         )
-        out = [
-            Output(
-                sink.topic,
-                str(key).encode(),
-                self.serde.encode(value, self._sink_schema[event.source]),
-                headers,
+        where = rec.where.encode()
+        fast = verdict is not None
+        keys = self._memo if fast else self.keys
+        schema = self._sink_schema[event.source]
+        outputs: list[Output] = []
+        event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
+        for sink, decision in decisions:
+            if not decision.allowed:
+                continue
+            evidence = decision.evidence
+            if evidence is None:  # an allowed decision always has evidence
+                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
+            if event.subject_id is None:
+                raise ValueError("cannot project an event without a subject id")
+            skey = subject_key(sink, event.subject_id, evidence, keys)
+            if fast:
+                value = self._sink_records[event.source].encode(parts, sink, evidence, keys, skey)
+            else:
+                value = self.serde.encode(
+                    sink_value(parts, sink, evidence, keys, self.policy.version), schema
+                )
+            key = skey if skey is not None else event.event_id
+            headers = (
+                *self._sink_headers[sink.name],
+                event_header,
+                self._version_header,
+                (HEADER.CONSENT_CHANGE, evidence.change_id.encode()),
+                (HEADER.SOURCE, where),
             )
-        ]
-        if sink.recipient is not None:
-            provision = self._provision(event, sink, decision, value, now)
-            if provision is not None:
-                out.append(provision)
-        return out
+            outputs.append(Output(sink.topic, str(key).encode(), value, headers))
+            if sink.recipient is not None:
+                provision = self._provision(parts, sink, evidence, skey, fast, remember)
+                if provision is not None:
+                    outputs.append(provision)
+        head = decision_value(
+            parts, self.policy.version, consent.version if consent is not None else None, None
+        )
+        if verdict is not None:
+            if verdict.outcomes is None:
+                verdict.outcomes = self._decisions.outcomes(decisions)
+            value = self._decisions.encode(head, decisions, verdict.outcomes)
+        else:
+            head["outcomes"] = [outcome(sink, d) for sink, d in decisions]
+            value = self.serde.encode(head, _DECISION_SCHEMA)
+        outputs.append(
+            Output(
+                self.topics.decisions,
+                str(parts.event_id).encode(),
+                value,
+                ((HEADER.SOURCE, where),),
+            )
+        )
+        return RoutePlan(tuple(outputs), event.subject_id, decisions)
 
-    def _provision(
+    def _provision(  # noqa: PLR0917 - private, per-sink values of _build
         self,
-        event: SourceEvent,
+        parts: EventParts,
         sink: Sink,
-        decision: Decision,
-        value: Mapping[str, Any],
-        now: datetime,
+        evidence: Evidence,
+        skey: str | None,
+        fast: bool,
+        remember: bool,
     ) -> Output | None:
-        evidence = decision.evidence
-        if sink.recipient is None or evidence is None or event.subject_id is None:
+        subject, recipient = parts.event.subject_id, sink.recipient
+        if recipient is None or subject is None:
             return None  # not a partner delivery
-        day = now.date()
-        pid = ProvisionRecord.make_id(sink.recipient, event.subject_id, sink.name, day)
+        day = parts.now.date()
+        if fast:
+            pid = self._pids.get((sink.name, subject, day))
+            if pid is None:
+                pid = ProvisionRecord.make_id(recipient, subject, sink.name, day)
+                if len(self._pids) >= _PID_MEMORY:
+                    self._pids.clear()
+                self._pids[(sink.name, subject, day)] = pid
+        else:
+            pid = ProvisionRecord.make_id(recipient, subject, sink.name, day)
         if pid in self._provided:
             return None
-        self._remember(pid)
-        recipient = self.policy.recipient(sink.recipient)
-        first_event_id = value["evidence"]["event_id"]
-        # the ProvisionRecord model's dict (every value here is already valid: policy,
-        # validated event, consent record), encoded without a model round trip
-        record = {
-            "provision_id": pid,
-            "provision_date": day,
-            "recipient_id": recipient.id,
-            "recipient_name": recipient.name,
-            "recipient_address": recipient.address,
-            "recipient_country": recipient.country,
-            "subject_id": event.subject_id,
-            "subject_key": value["subject_key"],
-            "sink": sink.name,
-            "purpose": sink.purpose,
-            "data_items": list(sink.fields),
-            "consent_change_id": evidence.change_id,
-            "consent_notice_version": evidence.notice_version,
-            "consent_method": str(evidence.method),
-            "consent_confirmed_at": now,
-            "first_event_id": (
-                first_event_id
-                if isinstance(first_event_id, uuid.UUID)
-                else uuid.UUID(str(first_event_id))
-            ),
-            "policy_version": self.policy.version,
-        }
-        return Output(
-            self.topics.provisions, pid.encode(), self.serde.encode(record, _PROVISION_SCHEMA)
+        if remember:
+            self._remember(pid)
+        record = provision_value(
+            self.policy, pid, parts, sink=sink, evidence=evidence, subject_key=skey
         )
+        data = (
+            self._provisions.encode(record)
+            if fast
+            else self.serde.encode(record, _PROVISION_SCHEMA)
+        )
+        return Output(self.topics.provisions, pid.encode(), data)
+
+    def remember_provisions(self, ids: Iterable[str]) -> None:
+        """Provision ids already written (read back from the provisions topic)."""
+        for pid in ids:
+            if pid not in self._provided:
+                self._remember(pid)
+
+    def forget_provisions(self) -> None:
+        """Drop the memory (after an aborted transaction; read them back then)."""
+        self._provided.clear()
 
     def _remember(self, pid: str) -> None:
         if len(self._provided) >= self._provision_memory:
             self._provided.pop(next(iter(self._provided)))
         self._provided[pid] = None
-
-    def _decision(  # noqa: PLR0917 - private, per-event values computed once by plan()
-        self,
-        rec: RawRecord,
-        event: SourceEvent,
-        decisions: list[tuple[Sink, Decision]],
-        consent: Timeline | None,
-        now: datetime,
-        event_id: Any,
-        where: bytes,
-    ) -> Output:
-        record = {
-            "event_id": event_id,
-            "source_topic": rec.topic,
-            "source_partition": rec.partition,
-            "source_offset": rec.offset,
-            "subject_id": event.subject_id,
-            "event_time": event.event_time,
-            "decided_at": now,
-            "policy_version": self.policy.version,
-            "consent_version": consent.version if consent is not None else None,
-        }
-        return Output(
-            self.topics.decisions,
-            str(event_id).encode(),
-            self._decisions.encode(record, decisions),
-            ((HEADER.SOURCE, where),),
-        )
 
     def dead_letter(
         self, rec: RawRecord, now: datetime, stage: str, error: Exception | str
@@ -374,6 +433,10 @@ class Router:
         return RoutePlan((letter,), None, dead_letter=True)
 
 
+class ShadowMismatch(ConsentgateError):
+    """The fast plan of an event differs from its uncached plan: a bug; stop the worker."""
+
+
 class _Rejection(Exception):
     """A named reason to dead-letter a record that raised nothing."""
 
@@ -387,103 +450,3 @@ def _sink_headers(sink: Sink) -> tuple[tuple[str, bytes], ...]:
     if sink.recipient is None:
         return ((HEADER.PURPOSE, sink.purpose.encode()),)
     return ((HEADER.PURPOSE, sink.purpose.encode()), (HEADER.RECIPIENT, sink.recipient.encode()))
-
-
-def _avro_long(n: int) -> bytes:
-    """Avro's binary encoding of a long: zig-zag, then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-class _DecisionEncoder:
-    """DecisionRecord bytes, with each distinct sink outcome encoded once.
-
-    A decision carries one outcome per sink (42 with the case's policy), and nearly all of
-    them repeat from event to event (sink, denied, reason, no change id). The record is
-    encoded by the serde with an empty ``outcomes`` array, which is its last field, and the
-    array is spliced in: Avro writes an array as one block, ``count`` + items + ``0``, and
-    an empty one as ``0``. Each outcome's bytes come from fastavro with the array's item
-    schema; those without a change id are kept. The splice is checked once against the
-    serde's encoding of the whole record; if the schema does not have this shape, or the
-    check fails, every record goes through the serde as a whole.
-    """
-
-    def __init__(self, serde: Serde) -> None:
-        self._serde = serde
-        self._items: Any = None
-        self._checked = False
-        self._cache: dict[tuple[str, bool, ReasonCode], bytes] = {}
-        field = serde.repository.current(_DECISION_SCHEMA).schema["fields"][-1]
-        array = field.get("type")
-        if (
-            field.get("name") == "outcomes"
-            and isinstance(array, dict)
-            and array.get("type") == "array"
-            and isinstance(array.get("items"), dict)
-        ):
-            self._items = fastavro.parse_schema(array["items"])
-
-    def encode(
-        self, record: Mapping[str, Any], decisions: Sequence[tuple[Sink, Decision]]
-    ) -> bytes:
-        if self._items is None or not decisions:
-            return self._whole(record, decisions)
-        try:
-            data = self._spliced(record, decisions)
-        except Exception:  # the whole-record encoding below raises what is wrong, if anything
-            log.debug("decision record: spliced encoding failed", exc_info=True)
-            return self._whole(record, decisions)
-        if self._checked and data is not None:
-            return data
-        whole = self._whole(record, decisions)
-        if data == whole:
-            self._checked = True
-        else:
-            log.warning("decision records: spliced encoding differs, encoding them whole")
-            self._items = None
-        return whole
-
-    def _spliced(
-        self, record: Mapping[str, Any], decisions: Sequence[tuple[Sink, Decision]]
-    ) -> bytes | None:
-        head = self._serde.encode({**record, "outcomes": []}, _DECISION_SCHEMA)
-        if head[-1:] != b"\x00":  # not an empty array at the end: not this shape
-            return None
-        parts = [head[:-1], _avro_long(len(decisions))]
-        cache = self._cache
-        for sink, decision in decisions:
-            if decision.change_id is not None:
-                parts.append(self._write(_outcome(sink, decision)))
-                continue
-            key = (sink.name, decision.allowed, decision.reason)
-            data = cache.get(key)
-            if data is None:
-                data = cache[key] = self._write(_outcome(sink, decision))
-            parts.append(data)
-        parts.append(b"\x00")
-        return b"".join(parts)
-
-    def _whole(
-        self, record: Mapping[str, Any], decisions: Sequence[tuple[Sink, Decision]]
-    ) -> bytes:
-        outcomes = [_outcome(sink, d) for sink, d in decisions]
-        return self._serde.encode({**record, "outcomes": outcomes}, _DECISION_SCHEMA)
-
-    def _write(self, outcome: Mapping[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, self._items, outcome)
-        return buf.getvalue()
-
-
-def _outcome(sink: Sink, decision: Decision) -> dict[str, Any]:
-    return {
-        "sink": sink.name,
-        "allowed": decision.allowed,
-        "reason": str(decision.reason),
-        "evidence_change_id": decision.change_id,
-    }

@@ -66,7 +66,8 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
     policy = load_policy(config.policy)
     keys = PseudonymKeys.from_settings()
     keys.check(pseudonym_key_names(policy.sinks))
-    kafka = settings.kafka_config()
+    # librdkafka's own log lines go through Python logging (one format for operators)
+    kafka = settings.kafka_config(None, logger=logging.getLogger("librdkafka"))
     t = config.topics
     admin = AdminClient(kafka)
     copartitioned = [s.topic for s in policy.sources]
@@ -97,6 +98,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         settings.producer_config(
             None,
             **{
+                "logger": kafka["logger"],
                 "transactional.id": config.transactional_id,
                 "transaction.timeout.ms": config.loop.transaction_timeout_ms,
                 "linger.ms": 5,
@@ -113,6 +115,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         settings.kafka_config(
             None,
             **{
+                "logger": kafka["logger"],
                 "group.id": config.app_id,
                 "group.instance.id": config.member_id,
                 "partition.assignment.strategy": "range",

@@ -1,0 +1,396 @@
+"""The records an allowed or decided event becomes: their values, and their bytes, fast.
+
+Every record has a plain value (a dict of the schema's fields), which the serde encodes as a
+whole: that is the reference, used by ``Router.plan_uncached`` and as the fallback. The fast
+path writes the same bytes from parts (see :mod:`consentgate.router.avro`):
+
+- a sink record is ``header + projected fields + subject_key + purpose + recipient +
+  evidence``; the projected fields of one event are written once per field list (every
+  partner sink of the case lists the same five), purpose and recipient once per sink, the
+  evidence's consent part once per grant and its event part once per event;
+- a decision record is ``header + head + outcomes``; each distinct outcome is written once,
+  and a cached verdict keeps its whole outcomes array.
+Each sink's first record, and the first records of the other schemas, are checked against
+the serde's encoding of the value; any difference turns the fast path off (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consentgate.consent.intervals import Evidence
+from consentgate.policy import Decision, Policy, PseudonymKeys, Sink, SourceEvent, project
+from consentgate.router.avro import (
+    Encoder,
+    FastRecord,
+    Unsupported,
+    compile_schema,
+    long_bytes,
+    split_header,
+)
+from consentgate.serde import Serde
+
+__all__ = [
+    "DecisionRecords",
+    "EventParts",
+    "PseudonymMemo",
+    "SinkRecords",
+    "decision_value",
+    "outcome",
+    "provision_value",
+    "sink_value",
+]
+
+log = logging.getLogger(__name__)
+
+_TAIL = ("subject_key", "purpose", "recipient", "evidence")
+_GRANT = ("consent_change_id", "consent_notice_version", "consent_method")
+_TAIL_FIELDS = frozenset(
+    {"policy_version", "source_topic", "source_partition", "source_offset", "event_id",
+     "decided_at"}
+)  # fmt: skip
+_MEMORY = 65_536  # distinct outcomes / grants whose bytes are kept
+
+
+class EventParts:
+    """What the records of one event share: its coordinates, and bytes written once."""
+
+    __slots__ = ("blocks", "encoded", "event", "event_id", "fields", "now", "tail")
+
+    def __init__(
+        self, event: SourceEvent, event_id: Any, *, topic: str, partition: int, offset: int,
+        now: datetime,
+    ) -> None:  # fmt: skip
+        self.event, self.event_id, self.now = event, event_id, now
+        self.tail: dict[str, Any] = {
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "event_id": event_id,
+            "decided_at": now,
+        }
+        self.fields: dict[str, bytes] = {}  # projected field -> its bytes
+        self.blocks: dict[tuple[str, ...], bytes] = {}  # a sink's field list -> its bytes
+        self.encoded: dict[str, bytes] = {}  # sink schema -> the evidence's event part
+
+
+def sink_value(
+    parts: EventParts, sink: Sink, evidence: Evidence, keys: PseudonymKeys, policy_version: str
+) -> dict[str, Any]:
+    """The sink record's value: the projection plus the evidence."""
+    value = project(parts.event, sink, evidence, keys)
+    value["evidence"] = {
+        "consent_change_id": evidence.change_id,
+        "consent_notice_version": evidence.notice_version,
+        "consent_method": str(evidence.method),
+        "policy_version": policy_version,
+        **parts.tail,
+    }
+    return value
+
+
+def provision_value(
+    policy: Policy,
+    pid: str,
+    parts: EventParts,
+    *,
+    sink: Sink,
+    evidence: Evidence,
+    subject_key: str | None,
+) -> dict[str, Any]:
+    """The ProvisionRecord model's dict (every value is already valid: policy, validated
+    event, consent record), encoded without a model round trip."""
+    if sink.recipient is None or parts.event.subject_id is None:
+        raise ValueError("a provision needs a partner sink and a subject")
+    recipient = policy.recipient(sink.recipient)
+    first = parts.event_id
+    return {
+        "provision_id": pid,
+        "provision_date": parts.now.date(),
+        "recipient_id": recipient.id,
+        "recipient_name": recipient.name,
+        "recipient_address": recipient.address,
+        "recipient_country": recipient.country,
+        "subject_id": parts.event.subject_id,
+        "subject_key": subject_key,
+        "sink": sink.name,
+        "purpose": sink.purpose,
+        "data_items": list(sink.fields),
+        "consent_change_id": evidence.change_id,
+        "consent_notice_version": evidence.notice_version,
+        "consent_method": str(evidence.method),
+        "consent_confirmed_at": parts.now,
+        "first_event_id": first if isinstance(first, uuid.UUID) else uuid.UUID(str(first)),
+        "policy_version": policy.version,
+    }
+
+
+def decision_value(
+    parts: EventParts,
+    policy_version: str,
+    consent_version: int | None,
+    decisions: Sequence[tuple[Sink, Decision]] | None,
+) -> dict[str, Any]:
+    """The DecisionRecord's value (without ``outcomes`` when ``decisions`` is None)."""
+    event, tail = parts.event, parts.tail
+    record: dict[str, Any] = {
+        "event_id": parts.event_id,
+        "source_topic": tail["source_topic"],
+        "source_partition": tail["source_partition"],
+        "source_offset": tail["source_offset"],
+        "subject_id": event.subject_id,
+        "event_time": event.event_time,
+        "decided_at": parts.now,
+        "policy_version": policy_version,
+        "consent_version": consent_version,
+    }
+    if decisions is not None:
+        record["outcomes"] = [outcome(sink, d) for sink, d in decisions]
+    return record
+
+
+def outcome(sink: Sink, decision: Decision) -> dict[str, Any]:
+    return {
+        "sink": sink.name,
+        "allowed": decision.allowed,
+        "reason": str(decision.reason),
+        "evidence_change_id": decision.change_id,
+    }
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a sink schema's fields are written: projected fields, then the four below."""
+
+    projected: dict[str, Encoder]
+    subject_key: Encoder
+    purpose: Encoder
+    recipient: Encoder
+    grant: tuple[Encoder, ...]  # consent_change_id, consent_notice_version, consent_method
+    tail: tuple[tuple[str, Encoder], ...]  # the evidence's event part, in schema order
+
+
+def _layout(parsed: Mapping[str, Any]) -> _Layout | None:  # noqa: PLR0911 - one per shape check
+    """The layout of a sink schema, or None if it has not the shape the splice assumes."""
+    named = parsed.get("__named_schemas", {})
+    fields = parsed["fields"]
+    if tuple(f["name"] for f in fields[-4:]) != _TAIL:
+        return None
+    projected = {f["name"]: compile_schema(f["type"], named) for f in fields[:-4]}
+    key, purpose, recipient = (compile_schema(f["type"], named) for f in fields[-4:-1])
+    evidence = fields[-1]["type"]
+    evidence = named.get(evidence) if isinstance(evidence, str) else evidence
+    if key is None or purpose is None or recipient is None or not isinstance(evidence, dict):
+        return None
+    ev_fields = evidence.get("fields", [])
+    if tuple(f["name"] for f in ev_fields[:3]) != _GRANT:
+        return None
+    if {f["name"] for f in ev_fields[3:]} != _TAIL_FIELDS:
+        return None
+    writers = {f["name"]: compile_schema(f["type"], named) for f in ev_fields}
+    fields_ok = {name: w for name, w in projected.items() if w is not None}
+    evidence_ok = {name: w for name, w in writers.items() if w is not None}
+    if len(fields_ok) != len(projected) or len(evidence_ok) != len(writers):
+        return None
+    try:  # an unlisted field is written as the null branch of its union, one byte
+        if any(w(None) != b"\x00" for w in fields_ok.values()):
+            return None
+    except Unsupported:
+        return None
+    return _Layout(
+        fields_ok,
+        key,
+        purpose,
+        recipient,
+        tuple(evidence_ok[name] for name in _GRANT),
+        tuple((f["name"], evidence_ok[f["name"]]) for f in ev_fields[3:]),
+    )
+
+
+class SinkRecords:
+    """Sink record bytes of one sink schema, spliced from parts (see the module docstring)."""
+
+    def __init__(
+        self, serde: Serde, schema_name: str, sinks: Sequence[Sink], policy_version: str
+    ) -> None:
+        self.serde, self.schema_name = serde, schema_name
+        self.policy_version = policy_version
+        self.header: bytes | None = None
+        self._checked: set[str] = set()
+        self._grants: dict[Evidence, bytes] = {}
+        self._sinks: dict[str, bytes] = {}  # sink name -> its purpose + recipient bytes
+        layout = self.layout = _layout(serde.repository.current(schema_name).parsed)
+        self.on = layout is not None
+        for sink in sinks:
+            if layout is None or not set(sink.fields) <= set(layout.projected):
+                continue  # written whole: the serde says what is wrong
+            try:
+                const = layout.purpose(sink.purpose) + layout.recipient(sink.recipient)
+            except Unsupported:
+                continue
+            self._sinks[sink.name] = const
+
+    def encode(
+        self,
+        parts: EventParts,
+        sink: Sink,
+        evidence: Evidence,
+        keys: PseudonymKeys,
+        subject_key: str | None,
+    ) -> bytes:
+        """The bytes of ``sink``'s record of the event (``subject_key`` as project gives it)."""
+        layout, body = self.layout, None
+        const = self._sinks.get(sink.name) if self.on else None
+        if const is not None and layout is not None:
+            try:
+                body = b"".join(
+                    (
+                        self._block(layout, parts, sink.fields),
+                        layout.subject_key(subject_key),
+                        const,
+                        self._grant_bytes(layout, evidence),
+                        self._tail_bytes(layout, parts),
+                    )
+                )
+            except Unsupported:
+                body = None
+            if body is not None and self.header is not None and sink.name in self._checked:
+                return self.header + body
+        whole = self.serde.encode(
+            sink_value(parts, sink, evidence, keys, self.policy_version), self.schema_name
+        )
+        if body is not None and self.on:
+            header = split_header(whole, body, self.header)
+            if header is None:
+                log.warning("%s: spliced encoding differs from the serde's, off", sink.name)
+                self.on = False
+            else:
+                self.header = header
+                self._checked.add(sink.name)
+        return whole
+
+    @staticmethod
+    def _block(layout: _Layout, parts: EventParts, names: tuple[str, ...]) -> bytes:
+        block = parts.blocks.get(names)
+        if block is None:
+            listed, done, values = set(names), parts.fields, parts.event.fields
+            out = []
+            for name, write in layout.projected.items():
+                if name not in listed:
+                    out.append(b"\x00")
+                    continue
+                data = done.get(name)
+                if data is None:
+                    data = done[name] = write(values.get(name))
+                out.append(data)
+            block = parts.blocks[names] = b"".join(out)
+        return block
+
+    def _grant_bytes(self, layout: _Layout, evidence: Evidence) -> bytes:
+        data = self._grants.get(evidence)
+        if data is None:
+            values = (evidence.change_id, evidence.notice_version, str(evidence.method))
+            data = b"".join([w(v) for w, v in zip(layout.grant, values, strict=True)])
+            if len(self._grants) >= _MEMORY:
+                self._grants.clear()
+            self._grants[evidence] = data
+        return data
+
+    def _tail_bytes(self, layout: _Layout, parts: EventParts) -> bytes:
+        data = parts.encoded.get(self.schema_name)
+        if data is None:
+            values = {**parts.tail, "policy_version": self.policy_version}
+            data = b"".join([w(values[n]) for n, w in layout.tail])
+            parts.encoded[self.schema_name] = data
+        return data
+
+
+class DecisionRecords:
+    """DecisionRecord bytes: ``header + head + outcomes`` (see the module docstring)."""
+
+    def __init__(self, serde: Serde, schema_name: str) -> None:
+        self.serde, self.schema_name = serde, schema_name
+        self.whole = FastRecord(serde, schema_name)
+        parsed = self.whole.parsed
+        named = parsed.get("__named_schemas", {})
+        fields = parsed["fields"]
+        self._head: list[tuple[str, Encoder]] = []
+        self._item: Encoder | None = None
+        self._items: dict[tuple[str, bool, str, str | None], bytes] = {}
+        array = fields[-1]["type"] if fields[-1]["name"] == "outcomes" else None
+        if isinstance(array, dict) and array.get("type") == "array":
+            self._item = compile_schema(array["items"], named)
+        for f in fields[:-1]:
+            write = compile_schema(f["type"], named)
+            if write is None:
+                self._item = None
+            else:
+                self._head.append((f["name"], write))
+
+    def outcomes(self, decisions: Sequence[tuple[Sink, Decision]]) -> bytes | None:
+        """The encoded ``outcomes`` array (None: not writable fast)."""
+        item, cache = self._item, self._items
+        if item is None or not self.whole.trusted:
+            return None
+        if not decisions:
+            return b"\x00"
+        parts = [long_bytes(len(decisions))]
+        for sink, d in decisions:
+            key = (sink.name, d.allowed, d.reason, d.change_id)
+            data = cache.get(key)
+            if data is None:
+                data = item(outcome(sink, d))
+                if len(cache) >= _MEMORY:
+                    cache.clear()
+                cache[key] = data
+            parts.append(data)
+        parts.append(b"\x00")
+        return b"".join(parts)
+
+    def encode(
+        self,
+        head: dict[str, Any],
+        decisions: Sequence[tuple[Sink, Decision]],
+        outcomes: bytes | None,
+    ) -> bytes:
+        """The record of ``head`` (decision_value without outcomes) and ``decisions``, whose
+        ``outcomes`` bytes the caller may have kept (from :meth:`outcomes`)."""
+        if outcomes is not None and self.whole.trusted and self.whole.header is not None:
+            try:
+                body = b"".join([w(head[n]) for n, w in self._head])
+            except Unsupported:
+                pass
+            else:
+                return self.whole.header + body + outcomes
+        return self.whole.encode({**head, "outcomes": [outcome(s, d) for s, d in decisions]})
+
+
+class PseudonymMemo(PseudonymKeys):
+    """The pseudonyms of ``keys``, remembered per (key name, subject): HMAC once per subject
+    and recipient rather than once per record. Bounded (cleared when full)."""
+
+    def __init__(self, keys: PseudonymKeys, size: int = 65_536) -> None:
+        super().__init__()
+        self._keys = keys
+        self._size = size
+        self._known: dict[tuple[str, str], str] = {}
+
+    def key_for(self, key_name: str) -> bytes:
+        return self._keys.key_for(key_name)
+
+    def pseudonym(self, key_name: str, subject_id: str) -> str:
+        known = self._known.get((key_name, subject_id))
+        if known is None:
+            known = self._keys.pseudonym(key_name, subject_id)
+            if len(self._known) >= self._size:
+                self._known.clear()
+            self._known[(key_name, subject_id)] = known
+        return known
+
+    def __repr__(self) -> str:
+        return f"PseudonymMemo({self._keys!r})"
