@@ -80,6 +80,14 @@ class LoopSection(_Section):
     view_load_timeout: float = Field(
         default=300.0, gt=0, description="seconds to load a consent partition before giving up"
     )
+    timeline_memory: int = Field(
+        default=16384,
+        ge=0,
+        description="decoded consent timelines kept (LRU; repeat subjects skip the decode)",
+    )
+    gc_gen0: int = Field(
+        default=50_000, gt=0, description="gc threshold of the young generation (Python: 700)"
+    )
     transaction_timeout_ms: int = Field(
         default=30_000, gt=1000, description="transaction.timeout.ms of the producer"
     )
