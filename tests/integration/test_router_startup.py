@@ -1,13 +1,9 @@
 """A router started with a new consumer group on a backlog decides every record.
 
-Regression test for a loss found on 2026-11-26 (docs/router-internals.md, "Records cleared
-at startup"): faust's recovery resumed the stream partitions, awaited one committed-offset
-request per partition, and only then called ``flow_control.resume()``, which cleared the
-stream queues. Records fetched in that window were neither processed nor acknowledged;
-aiokafka does not seek a partition without a committed offset, so the partition went on
-after them and faust committed past them. The window grows with the number of partitions,
-hence 6 here (the tests elsewhere use 3), and a consent backlog that keeps the recovery busy
-while the raw records are prefetched.
+Regression test for a loss of the first (faust) router, found on 2026-11-26: records fetched
+while its consent recovery was finishing were neither processed nor acknowledged, and it
+committed past them. Kept for the transactional router: 6 partitions, and a consent backlog
+that keeps the view's load busy while the raw records are prefetched.
 """
 
 from __future__ import annotations

@@ -103,8 +103,13 @@ class RouterLoop:
 
     def commit(self) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.offsets.items()]
+        started = time.monotonic()
         try:
             self.outbox.commit(offsets, self.consumer.consumer_group_metadata())
+            took = time.monotonic() - started
+            self.s.metrics.commit_seconds.observe(took)
+            if took > 1.0:
+                log.warning("transaction commit took %.1f s", took)
         except Aborted as exc:
             self._aborted(exc)
             return

@@ -6,7 +6,7 @@ gauges are set by the loop about once a second.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["RouterMetrics"]
 
@@ -36,6 +36,12 @@ class RouterMetrics:
         )
         self.commits = Counter(
             "consentgate_transactions_committed", "transactions committed", registry=r
+        )
+        self.commit_seconds = Histogram(
+            "consentgate_commit_seconds",
+            "time to commit a transaction (flush outputs, offsets, end the transaction)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
         )
         self.aborts = Counter(
             "consentgate_transactions_aborted", "transactions aborted", registry=r

@@ -57,6 +57,7 @@ class Worker:
     view: ConsentView
     poller: EndOffsetPoller
     web: WebServer | None
+    outputs: list[str]
 
 
 def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
@@ -153,7 +154,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         partitions,
         wait,
     )
-    return Worker(state, loop, view, poller, web)
+    return Worker(state, loop, view, poller, web, [*outputs, t.provisions])
 
 
 def run(config: RouterConfig) -> int:
@@ -179,6 +180,7 @@ def run(config: RouterConfig) -> int:
     code = 0
     try:
         loop.outbox.init()
+        loop.outbox.warm(worker.outputs)
         worker.poller.start()
         subscribe(loop)
         loop.run()
