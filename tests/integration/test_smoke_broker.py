@@ -171,7 +171,7 @@ def test_transactions_on_single_node(kafka_bootstrap: str, topic_factory: TopicF
     producer.commit_transaction(30)
     committed = consume_all(kafka_bootstrap, topic, isolation="read_committed", timeout=20)
     assert [m.value() for m in committed] == [b"committed", b"committed-too"]
-    everything = consume_all(kafka_bootstrap, topic, timeout=20)
+    everything = consume_all(kafka_bootstrap, topic, isolation="read_uncommitted", timeout=20)
     assert b"aborted" in [m.value() for m in everything]
 
 
