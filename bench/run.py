@@ -4,9 +4,10 @@
 
 Runs each ``bench/*_bench.py`` (sorted by name) with this interpreter and its default
 arguments; each prints its table and writes ``bench/results/<name>.md``. ``--only router``
-runs ``router_bench.py`` alone; ``--bootstrap`` is handed to the scripts that need Kafka as
-``CONSENTGATE_BOOTSTRAP`` (without it they find or start a cluster themselves). A failing
-script does not stop the others; the exit status is 1 if any failed.
+runs ``router_bench.py`` alone, ``--only router_v2`` runs ``router_v2_bench.py`` (~6 min);
+``--bootstrap`` is handed to the scripts that need Kafka as ``CONSENTGATE_BOOTSTRAP``
+(without it they find or start a cluster themselves). A failing script does not stop the
+others; the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
