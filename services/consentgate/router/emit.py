@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 990_000  # under librdkafka's and the broker's 1,000,000-byte defaults
 _VALUE_CHECK = MAX_RECORD_BYTES - 100_000  # below it, key + headers cannot make it too large
+_SLOTS_MEMORY = 65_536  # distinct decisions tuples whose outcome slots are remembered
 
 
 class Emitter:
@@ -52,7 +53,13 @@ class Emitter:
         self.core = core
         self._kafka_config = dict(kafka_config)
         self._provisions = state.config.topics.provisions
+        # outcomes of the open transaction: events per distinct decisions tuple (a verdict
+        # answered from memory is the same tuple), expanded into flat per-(sink, reason)
+        # slots at commit; each tuple's slots are worked out once and remembered
         self._decisions: dict[int, tuple[tuple[tuple[Sink, Decision], ...], int]] = {}
+        self._slots: dict[tuple[str, str], int] = {}
+        self._slot_labels: list[tuple[str, str]] = []
+        self._slots_of: dict[int, tuple[tuple[tuple[Sink, Decision], ...], tuple[int, ...]]] = {}
         self._dead = 0
         self._misrouted = 0
         self._events = 0
@@ -70,12 +77,7 @@ class Emitter:
                 plan = self._too_large(rec, out)
                 outputs = plan.outputs
                 break
-        produce, provisions = self.outbox.produce, self._provisions
-        for out in outputs:
-            headers = list(out.headers) if out.headers else None
-            produce(
-                out.topic, out.key, out.value, headers, partition if out.topic == provisions else -1
-            )
+        self.outbox.produce_outputs(outputs, self._provisions, partition)
         self._events += 1
         if plan.dead_letter:
             self._dead += 1
@@ -119,12 +121,16 @@ class Emitter:
     # -- transactions -------------------------------------------------------------------
     def committed(self) -> None:
         m = self.s.metrics
-        counts: Counter[tuple[str, str]] = Counter()
+        counts = [0] * len(self._slot_labels)
         for decisions, n in self._decisions.values():
-            for sink, decision in decisions:
-                counts[sink.name, decision.reason.value] += n
-        for (name, reason), n in counts.items():
-            m.outcome(name, reason).inc(n)
+            slots = self._slots_for(decisions)
+            if len(counts) < len(self._slot_labels):
+                counts.extend([0] * (len(self._slot_labels) - len(counts)))
+            for i in slots:
+                counts[i] += n
+        for (name, reason), n in zip(self._slot_labels, counts, strict=False):
+            if n:
+                m.outcome(name, reason).inc(n)
         if self._events:
             m.events.inc(self._events)
         if self._dead:
@@ -132,6 +138,23 @@ class Emitter:
         for topic, n in self._retractions.items():
             m.retractions.labels(topic).inc(n)
         self.aborted()
+
+    def _slots_for(self, decisions: tuple[tuple[Sink, Decision], ...]) -> tuple[int, ...]:
+        known = self._slots_of.get(id(decisions))
+        if known is not None and known[0] is decisions:
+            return known[1]
+        slots = []
+        for sink, decision in decisions:
+            label = (sink.name, decision.reason.value)
+            slot = self._slots.get(label)
+            if slot is None:
+                slot = self._slots[label] = len(self._slot_labels)
+                self._slot_labels.append(label)
+            slots.append(slot)
+        if len(self._slots_of) >= _SLOTS_MEMORY:
+            self._slots_of.clear()
+        self._slots_of[id(decisions)] = (decisions, tuple(slots))
+        return tuple(slots)
 
     def aborted(self) -> None:
         """Forget what the transaction would have counted (``rewind`` reloads provisions)."""

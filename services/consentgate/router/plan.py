@@ -50,7 +50,7 @@ from consentgate.router.records import (
     provision_value,
     sink_value,
 )
-from consentgate.router.verdicts import Verdict, VerdictMemory
+from consentgate.router.verdicts import Decisions, Verdict, VerdictMemory
 from consentgate.serde import Serde
 
 __all__ = ["SINK_SCHEMAS", "Parsed", "RawRecord", "RoutePlan", "Router", "ShadowMismatch"]
@@ -136,8 +136,11 @@ class Router:
         self._id_field = {s.name: s.event_id_field for s in policy.sources}
         self._sink_headers = {sink.name: _sink_headers(sink) for sink in policy.sinks}
         self._version_header = (HEADER.POLICY_VERSION, policy.version.encode())
+        self._clock_skew = policy.defaults.clock_skew
         # the fast path's memories
-        self._verdicts = VerdictMemory(policy.defaults)
+        # an entry is keyed by its timeline's identity: as many as the timelines kept, or
+        # subjects cycling through the timeline memory would never find their verdicts
+        self._verdicts = VerdictMemory(policy.defaults, timelines=max(4096, timeline_memory))
         self._memo = PseudonymMemo(keys)
         self._pids: dict[tuple[str, str, date], str] = {}
         self._sink_records = {
@@ -192,7 +195,7 @@ class Router:
             reason = f"expected {source.schema_name}, got {decoded.name}"
             return self._dead(rec, now, "validate", "WrongRecordType", reason)
         event = SourceEvent.from_record(source, decoded.value)
-        problem = event.problem(now, self.policy.defaults.clock_skew)
+        problem = event.problem(now, self._clock_skew)
         if problem is not None:
             return self._dead(rec, now, "validate", "InvalidEvent", problem)
         return Parsed(rec, event)
@@ -293,39 +296,11 @@ class Router:
             now=now,
         )
         where = rec.where.encode()
-        fast = verdict is not None
-        keys = self._memo if fast else self.keys
-        schema = self._sink_schema[event.source]
         outputs: list[Output] = []
-        event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
-        for sink, decision in decisions:
-            if not decision.allowed:
-                continue
-            evidence = decision.evidence
-            if evidence is None:  # an allowed decision always has evidence
-                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
-            if event.subject_id is None:
-                raise ValueError("cannot project an event without a subject id")
-            skey = subject_key(sink, event.subject_id, evidence, keys)
-            if fast:
-                value = self._sink_records[event.source].encode(parts, sink, evidence, keys, skey)
-            else:
-                value = self.serde.encode(
-                    sink_value(parts, sink, evidence, keys, self.policy.version), schema
-                )
-            key = skey if skey is not None else event.event_id
-            headers = (
-                *self._sink_headers[sink.name],
-                event_header,
-                self._version_header,
-                (HEADER.CONSENT_CHANGE, evidence.change_id.encode()),
-                (HEADER.SOURCE, where),
-            )
-            outputs.append(Output(sink.topic, str(key).encode(), value, headers))
-            if sink.recipient is not None:
-                provision = self._provision(parts, sink, evidence, skey, fast, remember)
-                if provision is not None:
-                    outputs.append(provision)
+        if verdict is not None:
+            self._fast_sinks(outputs, parts, verdict, where, remember=remember)
+        else:
+            self._whole_sinks(outputs, parts, decisions, where, remember=remember)
         head = decision_value(
             parts, self.policy.version, consent.version if consent is not None else None, None
         )
@@ -345,6 +320,105 @@ class Router:
             )
         )
         return RoutePlan(tuple(outputs), event.subject_id, decisions)
+
+    def _whole_sinks(
+        self,
+        outputs: list[Output],
+        parts: EventParts,
+        decisions: Decisions,
+        where: bytes,
+        *,
+        remember: bool,
+    ) -> None:
+        """The allowed sinks' records (and provisions) of ``decisions``, each from its whole
+        value through the serde, with the pseudonym keys themselves."""
+        event, keys = parts.event, self.keys
+        schema = self._sink_schema[event.source]
+        event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
+        for sink, decision in decisions:
+            if not decision.allowed:
+                continue
+            evidence = decision.evidence
+            if evidence is None:  # an allowed decision always has evidence
+                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
+            if event.subject_id is None:
+                raise ValueError("cannot project an event without a subject id")
+            skey = subject_key(sink, event.subject_id, evidence, keys)
+            value = self.serde.encode(
+                sink_value(parts, sink, evidence, keys, self.policy.version), schema
+            )
+            key = skey if skey is not None else event.event_id
+            headers = (
+                *self._sink_headers[sink.name],
+                event_header,
+                self._version_header,
+                (HEADER.CONSENT_CHANGE, evidence.change_id.encode()),
+                (HEADER.SOURCE, where),
+            )
+            outputs.append(Output(sink.topic, str(key).encode(), value, headers))
+            if sink.recipient is not None:
+                provision = self._provision(parts, sink, evidence, skey, False, remember)
+                if provision is not None:
+                    outputs.append(provision)
+
+    def _fast_sinks(
+        self,
+        outputs: list[Output],
+        parts: EventParts,
+        verdict: Verdict,
+        where: bytes,
+        *,
+        remember: bool,
+    ) -> None:
+        """The allowed sinks' records (and provisions) of ``verdict``, from the parts kept
+        with it: the same records as the uncached path writes."""
+        event, keys = parts.event, self._memo
+        allowed = verdict.allowed
+        if allowed is None or (allowed and allowed[0].subject != event.subject_id):
+            allowed = verdict.allowed = self._allowed(event, verdict.decisions, keys)
+        records = self._sink_records[event.source]
+        event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
+        source_header = (HEADER.SOURCE, where)
+        for a in allowed:
+            sink = a.sink
+            value = records.encode(parts, sink, a.evidence, keys, a.skey, middle=a.middle)
+            headers = (*a.head, event_header, *a.tail, source_header)
+            key = a.key if a.key is not None else str(event.event_id).encode()
+            outputs.append(Output(sink.topic, key, value, headers))
+            if sink.recipient is not None:
+                provision = self._provision(parts, sink, a.evidence, a.skey, True, remember)
+                if provision is not None:
+                    outputs.append(provision)
+
+    def _allowed(
+        self, event: SourceEvent, decisions: Decisions, keys: PseudonymKeys
+    ) -> tuple[_Allowed, ...]:
+        """What the records of ``decisions``' allowed sinks share for any event of the
+        subject answered with them (the same checks as the uncached path)."""
+        records = self._sink_records[event.source]
+        out = []
+        for sink, decision in decisions:
+            if not decision.allowed:
+                continue
+            evidence = decision.evidence
+            if evidence is None:  # an allowed decision always has evidence
+                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
+            if event.subject_id is None:
+                raise ValueError("cannot project an event without a subject id")
+            skey = subject_key(sink, event.subject_id, evidence, keys)
+            out.append(
+                _Allowed(
+                    event.subject_id,
+                    sink,
+                    evidence,
+                    skey,
+                    str(skey).encode() if skey is not None else None,
+                    records.middle(sink, evidence, skey),
+                    self._sink_headers[sink.name],
+                    (self._version_header, (HEADER.CONSENT_CHANGE, evidence.change_id.encode())),
+                )
+            )
+        return tuple(out)
 
     def _provision(  # noqa: PLR0917 - private, per-sink values of _build
         self,
@@ -431,6 +505,20 @@ class Router:
     ) -> RoutePlan:
         letter = self.dead_letter(rec, now, stage, _Rejection(error_type, reason))
         return RoutePlan((letter,), None, dead_letter=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """An allowed sink of a verdict: what every record of it for the subject shares."""
+
+    subject: str
+    sink: Sink
+    evidence: Evidence
+    skey: str | None
+    key: bytes | None  # the record key, unless the sink drops ids (then the event id)
+    middle: bytes | None  # SinkRecords.middle
+    head: tuple[tuple[str, bytes], ...]  # the sink's headers
+    tail: tuple[tuple[str, bytes], ...]  # policy version, consent change
 
 
 class ShadowMismatch(ConsentgateError):

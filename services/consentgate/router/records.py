@@ -242,20 +242,20 @@ class SinkRecords:
         evidence: Evidence,
         keys: PseudonymKeys,
         subject_key: str | None,
+        *,
+        middle: bytes | None = None,
     ) -> bytes:
-        """The bytes of ``sink``'s record of the event (``subject_key`` as project gives it)."""
+        """The bytes of ``sink``'s record of the event (``subject_key`` as project gives it;
+        ``middle``: what :meth:`middle` gave for the same sink, evidence and key, if kept)."""
         layout, body = self.layout, None
-        const = self._sinks.get(sink.name) if self.on else None
-        if const is not None and layout is not None:
+        if middle is None:
+            middle = self.middle(sink, evidence, subject_key)
+        if middle is not None and layout is not None and self.on:
             try:
-                body = b"".join(
-                    (
-                        self._block(layout, parts, sink.fields),
-                        layout.subject_key(subject_key),
-                        const,
-                        self._grant_bytes(layout, evidence),
-                        self._tail_bytes(layout, parts),
-                    )
+                body = (
+                    self._block(layout, parts, sink.fields)
+                    + middle
+                    + self._tail_bytes(layout, parts)
                 )
             except Unsupported:
                 body = None
@@ -273,6 +273,18 @@ class SinkRecords:
                 self.header = header
                 self._checked.add(sink.name)
         return whole
+
+    def middle(self, sink: Sink, evidence: Evidence, subject_key: str | None) -> bytes | None:
+        """The part of ``sink``'s records that depends on the grant and the subject key alone
+        (subject_key, purpose, recipient, the evidence's consent part); None: written whole."""
+        layout = self.layout
+        const = self._sinks.get(sink.name) if self.on else None
+        if const is None or layout is None:
+            return None
+        try:
+            return layout.subject_key(subject_key) + const + self._grant_bytes(layout, evidence)
+        except Unsupported:
+            return None
 
     @staticmethod
     def _block(layout: _Layout, parts: EventParts, names: tuple[str, ...]) -> bytes:

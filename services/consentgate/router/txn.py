@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from consentgate.errors import ConsentgateError
+from consentgate.router.outputs import Output
 
 __all__ = ["Aborted", "Fatal", "Outbox"]
 
@@ -87,6 +88,24 @@ class Outbox:
                 raise Aborted(f"{topic}: record refused: {exc.args[0]}") from exc
             break
         self.records += 1
+
+    def produce_outputs(self, outputs: Iterable[Output], provisions: str, partition: int) -> None:
+        """:meth:`produce` each of ``outputs``; provisions go to ``partition``."""
+        produce = self._producer.produce
+        n = 0
+        for out in outputs:
+            topic = out.topic
+            headers: Any = list(out.headers) if out.headers else None  # see produce
+            part = partition if topic == provisions else -1
+            try:
+                produce(topic, out.value, out.key, part, headers=headers)
+            except BufferError:
+                self.produce(topic, out.key, out.value, headers, part)  # counted there
+                continue
+            except KafkaException as exc:
+                raise Aborted(f"{topic}: record refused: {exc.args[0]}") from exc
+            n += 1
+        self.records += n
 
     def poll(self) -> None:
         self._producer.poll(0)

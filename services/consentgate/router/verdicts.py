@@ -24,6 +24,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from consentgate.consent.timeline import Timeline
 from consentgate.policy import Decision, Defaults, ReasonCode, Sink, SourceEvent, decide_all
@@ -36,10 +37,12 @@ Decisions = tuple[tuple[Sink, Decision], ...]
 @dataclass(slots=True)
 class Verdict:
     """Every sink's decision for an event, and (once written) the decision record's
-    encoded ``outcomes`` array for exactly these decisions."""
+    encoded ``outcomes`` array for exactly these decisions and the parts of the allowed
+    sinks' records that are the same for every event answered with it (plan.py's)."""
 
     decisions: Decisions
     outcomes: bytes | None = None
+    allowed: tuple[Any, ...] | None = None
 
 
 def boundaries(timeline: Timeline) -> list[datetime]:
@@ -70,6 +73,7 @@ class VerdictMemory:
 
     def __init__(self, defaults: Defaults, *, timelines: int = 4096, per_timeline: int = 64):
         self.defaults = defaults
+        self._clock_skew = defaults.clock_skew  # a new timedelta per read: read once
         self._size = timelines
         self._per_timeline = per_timeline
         self._entries: dict[int, _Entry] = {}
@@ -94,7 +98,7 @@ class VerdictMemory:
                 self._overrides[(event.source, override)] = known
             return known
         t = event.event_time
-        if t is None or event.problem(now, self.defaults.clock_skew) is not None:
+        if t is None or event.problem(now, self._clock_skew) is not None:
             return Verdict(tuple(decide_all(event, timeline, sinks, now, self.defaults)))
         entry = self._entry(timeline)
         bounds = entry.bounds
