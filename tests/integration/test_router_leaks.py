@@ -176,3 +176,38 @@ def test_events_on_a_consent_partition_without_records_are_judged_not_stale(
     decisions = env.decisions_by_event(50)
     reasons = Counter(decisions[e]["analytics"] for e in events)
     assert reasons == {"no_consent_record": 50}, reasons
+
+
+def test_withdrawal_on_another_partition_than_its_subject_is_dead_lettered(
+    router_env: RouterEnv,
+) -> None:
+    """No consent view can ever show a change that sits on another partition than its
+    subject's: it is dead-lettered instead of holding the changes partition forever."""
+    env = router_env
+    env.consent("ivy", "GRANT", "analytics")
+    env.start_router()
+    expected = partition_for(b"ivy", env.partitions)
+    wrong = (expected + 1) % env.partitions
+    withdraw = new_change("ivy", "WITHDRAW", "analytics")
+    producer = Producer({"bootstrap.servers": env.bootstrap})
+    producer.produce(env.changes, env.serde.encode(withdraw), b"ivy", wrong)
+    assert producer.flush(30) == 0
+    letters = [env.serde.decode(m.value()).value for m in env.read(env.dlq, expected=1)]
+    assert len(letters) == 1
+    assert letters[0]["error_type"] == "Misrouted"
+    assert letters[0]["stage"] == "consent"
+    assert withdraw.change_id in letters[0]["reason"]
+    # the changes partition goes on: a withdrawal of a subject who lives there is retracted
+    other = next(
+        s
+        for s in (f"ivy{i}" for i in range(200))
+        if partition_for(s.encode(), env.partitions) == wrong
+    )
+    env.consent(other, "GRANT", "analytics")
+    env.browse(other)
+    env.decisions_by_event(1)
+    env.consent(other, "WITHDRAW", "analytics")
+    deadline = time.monotonic() + 30
+    while not env.retractions(env.plan.analytics_topic) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert env.retractions(env.plan.analytics_topic), "the changes partition is stuck"
