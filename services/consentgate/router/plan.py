@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
 from consentgate.consent.intervals import Evidence
 from consentgate.consent.timeline import Timeline
@@ -335,15 +336,7 @@ class Router:
         event, keys = parts.event, self.keys
         schema = self._sink_schema[event.source]
         event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
-        for sink, decision in decisions:
-            if not decision.allowed:
-                continue
-            evidence = decision.evidence
-            if evidence is None:  # an allowed decision always has evidence
-                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
-            if event.subject_id is None:
-                raise ValueError("cannot project an event without a subject id")
-            skey = subject_key(sink, event.subject_id, evidence, keys)
+        for sink, evidence, skey in _granted(event, decisions, keys):
             value = self.serde.encode(
                 sink_value(parts, sink, evidence, keys, self.policy.version), schema
             )
@@ -397,18 +390,10 @@ class Router:
         subject answered with them (the same checks as the uncached path)."""
         records = self._sink_records[event.source]
         out = []
-        for sink, decision in decisions:
-            if not decision.allowed:
-                continue
-            evidence = decision.evidence
-            if evidence is None:  # an allowed decision always has evidence
-                raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
-            if event.subject_id is None:
-                raise ValueError("cannot project an event without a subject id")
-            skey = subject_key(sink, event.subject_id, evidence, keys)
+        for sink, evidence, skey in _granted(event, decisions, keys):
             out.append(
                 _Allowed(
-                    event.subject_id,
+                    cast("str", event.subject_id),  # _granted raised if it were None
                     sink,
                     evidence,
                     skey,
@@ -538,3 +523,20 @@ def _sink_headers(sink: Sink) -> tuple[tuple[str, bytes], ...]:
     if sink.recipient is None:
         return ((HEADER.PURPOSE, sink.purpose.encode()),)
     return ((HEADER.PURPOSE, sink.purpose.encode()), (HEADER.RECIPIENT, sink.recipient.encode()))
+
+
+def _granted(
+    event: SourceEvent, decisions: Decisions, keys: PseudonymKeys
+) -> Iterator[tuple[Sink, Evidence, str | None]]:
+    """Each allowed sink of ``decisions`` with its evidence and the subject's key in it (the
+    checks both the fast and the uncached path rely on)."""
+    subject = event.subject_id
+    for sink, decision in decisions:
+        if not decision.allowed:
+            continue
+        evidence = decision.evidence
+        if evidence is None:  # an allowed decision always has evidence
+            raise ConsentgateError(f"allowed decision without evidence for {sink.name}")
+        if subject is None:
+            raise ValueError("cannot project an event without a subject id")
+        yield sink, evidence, subject_key(sink, subject, evidence, keys)
