@@ -61,7 +61,6 @@ class Emitter:
         self._slot_labels: list[tuple[str, str]] = []
         self._slots_of: dict[int, tuple[tuple[tuple[Sink, Decision], ...], tuple[int, ...]]] = {}
         self._dead = 0
-        self._misrouted = 0
         self._events = 0
         self._retractions: Counter[str] = Counter()
 
@@ -164,7 +163,10 @@ class Emitter:
 
     # -- provisions ---------------------------------------------------------------------
     def reload_provisions(self, partitions: Iterable[int], *, timeout: float = 60.0) -> int:
-        """Remember today's committed provisions of ``partitions`` (returns how many)."""
+        """Make the provision memory today's committed provisions of ``partitions`` (the
+        whole assignment: after an assignment, a loss or an aborted transaction, what the
+        memory held may include provisions that were never committed). Returns how many."""
+        self.core.forget_provisions()
         parts = sorted(partitions)
         if not parts:
             return 0
@@ -199,8 +201,7 @@ class Emitter:
                         ids.append(key.decode())
         finally:
             consumer.close()
-        for pid in ids:  # TEMP until Router.remember_provisions
-            self.core._remember(pid)
+        self.core.remember_provisions(ids)
         log.info("provisions of today read back: %d on partitions %s", len(ids), parts)
         return len(ids)
 

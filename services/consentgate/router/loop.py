@@ -24,7 +24,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from consentgate.router.changes import read_change, work_changes
 from consentgate.router.emit import Emitter
@@ -119,7 +119,6 @@ class RouterLoop:
         self.emitter.committed()
 
     def _aborted(self, exc: Aborted) -> None:
-        self.outbox.abort()
         self._aborts_in_row += 1
         self.s.metrics.aborts.inc()
         log.error("transaction aborted (%d in a row): %s", self._aborts_in_row, exc)
@@ -127,10 +126,15 @@ class RouterLoop:
             raise Fatal(f"{self._aborts_in_row} transactions aborted in a row; last: {exc}")
         self.rewind()
 
-    def rewind(self) -> None:
-        """Back to the committed offsets: nothing of the aborted transaction happened."""
+    def discard(self) -> None:
+        """Abort the open transaction and forget what it would have committed."""
+        self.outbox.abort()
         self.offsets.clear()
         self.emitter.aborted()
+
+    def rewind(self) -> None:
+        """Back to the committed offsets: nothing of the aborted transaction happened."""
+        self.discard()
         for queue in self.queues.values():
             queue.clear()
         for unsettled in self.unsettled.values():
@@ -138,12 +142,11 @@ class RouterLoop:
         assigned = self.consumer.assignment()
         if assigned:
             for tp in self.consumer.committed(assigned, timeout=30):
-                offset = tp.offset if tp.offset >= 0 else -2  # OFFSET_BEGINNING
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             if self.paused:
                 self.consumer.resume([TopicPartition(t, p) for t, p in self.paused])
                 self.paused.clear()
-        self.judge.core.forget_provisions()
         self.emitter.reload_provisions(self.s.assigned)
 
     # -- intake -------------------------------------------------------------------------

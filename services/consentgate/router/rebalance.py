@@ -60,9 +60,8 @@ def subscribe(loop: RouterLoop) -> None:
         s.revoked = False
         s.set_ready_gauge()
         loop.view.load(ends, timeout=s.config.loop.view_load_timeout, progress=s.note_loading)
-        for p in parts:
+        for p in parts:  # load() reported each partition's final position as loaded
             loop.tracker.observe_position(p, loop.view.position(p))
-            s.note_loading(p, loop.view.position(p), loop.view.position(p))
         loop.emitter.reload_provisions(parts)
         s.set_ready_gauge()
         log.info(
@@ -84,9 +83,7 @@ def subscribe(loop: RouterLoop) -> None:
         log.warning("lost partitions %s", sorted({tp.partition for tp in partitions}))
         s.revoked = True
         s.set_ready_gauge()
-        loop.outbox.abort()
-        loop.offsets.clear()
-        loop.emitter.aborted()
+        loop.discard()  # the next assignment reads the committed provisions back
         _forget(loop, partitions)
 
     loop.consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
