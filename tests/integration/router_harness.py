@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,17 @@ from tests.kafka_helpers import consume_all, produce
 
 MASTER_KEY = "test-master-key-0123456789abcdef"
 PARTITIONS = 3
+
+
+def wait_for(fetch: Callable[[], list[Any]], timeout: float = 20.0) -> list[Any]:
+    """``fetch()`` until it returns something (AssertionError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fetch()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError("nothing arrived")
 
 
 class RouterProcess:

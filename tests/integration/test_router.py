@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
 from consentgate.consent.writer import new_change
 from tests.integration.conftest import EnvFactory
-from tests.integration.router_harness import RouterEnv
+from tests.integration.router_harness import RouterEnv, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +58,7 @@ def test_withdrawal_mid_stream_stops_delivery_and_retracts(router_env: RouterEnv
     assert set(delivered) == set(before)
     for e in after:
         assert decisions[e]["partner.client-01.browsing"] == "not_granted_at_event_time"
-    retractions = _wait_for(lambda: env.retractions(env.plan.partner_topic("client-01")))
+    retractions = wait_for(lambda: env.retractions(env.plan.partner_topic("client-01")))
     (key, headers) = retractions[0]
     assert headers["cg-retraction"] == b"withdrawn"
     delivered_keys = {
@@ -118,7 +116,7 @@ def test_erasure_denies_everything_and_retracts_everywhere(router_env: RouterEnv
     assert set(decisions[second[0]].values()) == {"erased"}
     assert env.sink_event_ids(env.plan.analytics_topic) == first
     for topic in env.plan.sink_topics():
-        retractions = _wait_for(lambda t=topic: env.retractions(t))
+        retractions = wait_for(lambda t=topic: env.retractions(t))
         assert {h["cg-retraction"] for _, h in retractions} == {b"erased"}
 
 
@@ -191,22 +189,12 @@ def test_router_killed_and_restarted_loses_and_leaks_nothing(
     assert len(delivered) >= len(consented)
 
 
-def _wait_for(fetch: Callable[[], list[Any]], timeout: float = 20.0) -> list[Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fetch()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError("nothing arrived")
-
-
 def test_router_refuses_to_start_when_topics_are_not_copartitioned(
     router_env: RouterEnv,
 ) -> None:
     env = router_env
     env.admin.delete_topics([env.changes], operation_timeout=30)[env.changes].result(30)
-    _wait_for(lambda: [1] if env.changes not in env.admin.list_topics(timeout=10).topics else [])
+    wait_for(lambda: [1] if env.changes not in env.admin.list_topics(timeout=10).topics else [])
     futures = env.admin.create_topics(
         [NewTopic(env.changes, num_partitions=1, replication_factor=1)]
     )

@@ -35,13 +35,10 @@ class Judge:
         self.core = core
         self.partition_of = SubjectPartitioner(partitions)
 
-    def expected_partition(self, parsed: Parsed) -> int:
-        return self.partition_of((parsed.event.subject_id or "").encode())
-
     def misrouted(self, parsed: Parsed, now: datetime) -> RoutePlan | None:
         """The plan of a misrouted event (denied + dead letter), or None if it is where its
         subject's consent is."""
-        expected = self.expected_partition(parsed)
+        expected = self.partition_of((parsed.event.subject_id or "").encode())
         rec = parsed.rec
         if expected == rec.partition:
             return None
@@ -83,5 +80,3 @@ class Judge:
 
 class Misrouted(Exception):
     """Dead-letter error type ``Misrouted``."""
-
-    name = "Misrouted"

@@ -50,7 +50,6 @@ class EndOffsetPoller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.polls = 0
         self.errors = 0
 
     def set_partitions(self, partitions: set[int]) -> None:
@@ -102,7 +101,6 @@ class EndOffsetPoller:
                     log.warning("end offsets of %s unavailable: %s", self.topic, exc)
                 self._stop.wait(min(1.0, self.interval * 10))
             else:
-                self.polls += 1
                 if obs[1]:
                     self._answers.append(obs)
             self._wake.wait(self.interval)

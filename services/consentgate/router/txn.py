@@ -45,9 +45,6 @@ class Outbox:
         self._timeout = timeout
         self.open = False
         self.opened_at = 0.0
-        self.records = 0
-        self.commits = 0
-        self.aborts = 0
 
     def init(self) -> None:
         """Fence any predecessor with the same transactional.id (aborting its transaction)."""
@@ -67,7 +64,6 @@ class Outbox:
             self._call(self._producer.begin_transaction)
             self.open = True
             self.opened_at = time.monotonic()
-            self.records = 0
 
     def produce(
         self,
@@ -87,12 +83,10 @@ class Outbox:
             except KafkaException as exc:
                 raise Aborted(f"{topic}: record refused: {exc.args[0]}") from exc
             break
-        self.records += 1
 
     def produce_outputs(self, outputs: Iterable[Output], provisions: str, partition: int) -> None:
         """:meth:`produce` each of ``outputs``; provisions go to ``partition``."""
         produce = self._producer.produce
-        n = 0
         for out in outputs:
             topic = out.topic
             headers: Any = list(out.headers) if out.headers else None  # see produce
@@ -100,12 +94,9 @@ class Outbox:
             try:
                 produce(topic, out.value, out.key, part, headers=headers)
             except BufferError:
-                self.produce(topic, out.key, out.value, headers, part)  # counted there
-                continue
+                self.produce(topic, out.key, out.value, headers, part)
             except KafkaException as exc:
                 raise Aborted(f"{topic}: record refused: {exc.args[0]}") from exc
-            n += 1
-        self.records += n
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -127,13 +118,11 @@ class Outbox:
             self.abort()
             raise
         self.open = False
-        self.commits += 1
 
     def abort(self) -> None:
         if not self.open:
             return
         self.open = False
-        self.aborts += 1
         self._call(self._producer.abort_transaction, self._timeout)
 
     def close(self) -> None:

@@ -75,7 +75,6 @@ class ConsentView:
             }
         )
         self._parts: dict[int, _Partition] = {}
-        self.applied = 0
 
     @property
     def partitions(self) -> set[int]:
@@ -99,26 +98,29 @@ class ConsentView:
             )
         deadline = time.monotonic() + timeout
         pending = {p: end for p, end in targets.items() if end > 0}
-        last_report = 0.0
-        while True:
+        last_report = time.monotonic()
+        while pending:
             self.poll(20_000, 0.1)
             self.refresh_positions()
             for p in list(pending):
                 if self.position(p) >= pending[p]:
                     del pending[p]
             now = time.monotonic()
-            if progress is not None and (not pending or now - last_report >= 1.0):
-                last_report = now
-                for p, end in targets.items():
-                    progress(p, self.position(p), end)
-            if not pending:
-                return
-            if now > deadline:
+            if pending and now > deadline:
                 raise ViewLoadError(
                     f"consent partitions {sorted(pending)} of {self.topic} not loaded in "
                     f"{timeout:.0f} s (positions "
                     f"{ {p: self.position(p) for p in pending} }, targets {pending})"
                 )
+            if progress is not None and pending and now - last_report >= 1.0:
+                last_report = now
+                self._report(targets, progress)
+        if progress is not None:
+            self._report(targets, progress)
+
+    def _report(self, targets: Mapping[int, int], progress: ProgressFn) -> None:
+        for p, end in targets.items():
+            progress(p, self.position(p), end)
 
     def drop(self, partitions: Iterable[int]) -> None:
         gone = [p for p in partitions if p in self._parts]
@@ -154,8 +156,6 @@ class ConsentView:
                 part.records[key] = value
                 part.erased.discard(key)
             part.position = m.offset() + 1  # type: ignore[operator]  # int for records
-        if msgs:
-            self.applied += len(msgs)
         return len(msgs)
 
     def refresh_positions(self) -> None:
@@ -184,10 +184,8 @@ class ConsentView:
             return ERASED
         return MISSING
 
-    def size(self, partition: int | None = None) -> int:
-        if partition is not None:
-            part = self._parts.get(partition)
-            return len(part.records) if part else 0
+    def size(self) -> int:
+        """Subjects held, over every partition."""
         return sum(len(p.records) for p in self._parts.values())
 
     def close(self) -> None:
