@@ -6,7 +6,8 @@ change_id)`` and unique by ``change_id``; grant intervals are derived from them
 (:mod:`consentgate.consent.intervals`) when a :class:`Timeline` view is built. With the
 changes as the state, ``apply`` is a set insertion followed by a sort, so:
 
-- idempotent by change id: a change already retained (or wiped by an erase) is a no-op;
+- idempotent by change id: a change already retained (or wiped by an erase) is a no-op,
+  and so is a retry of it (same id, same intent, other times: :func:`same_intent`);
 - independent of arrival order: the same set of changes gives the same record, including
   ``version`` (number of distinct changes applied) and ``updated_at`` (greatest
   ``recorded_time``): a late change with an old effective time simply sorts into place and
@@ -43,7 +44,7 @@ from consentgate.models.consent import (
     TimelineChange,
 )
 
-__all__ = ["Timeline", "apply", "horizon_start", "trim"]
+__all__ = ["Timeline", "apply", "horizon_start", "same_intent", "trim"]
 
 
 class Timeline:
@@ -145,9 +146,9 @@ def apply(timeline: Timeline | None, change: ConsentChange) -> Timeline:
                 path="subject_id",
             )
         retained = next((c for c in record.changes if c.change_id == change.change_id), None)
-        if retained is not None and retained != entry:
+        if retained is not None and not same_intent(retained, entry):
             raise ValidationError(
-                f"change id {change.change_id} reused with different content",
+                f"change id {change.change_id} reused for a different change",
                 path="change_id",
             )
         if retained is not None or change.change_id in record.erased_change_ids:
@@ -175,6 +176,18 @@ def apply(timeline: Timeline | None, change: ConsentChange) -> Timeline:
         if timeline is not None and change.change_id not in kept:
             return timeline  # entirely before the horizon: changes no answer
     return Timeline(updated)
+
+
+_TIMES = frozenset({"effective_time", "recorded_time"})
+
+
+def same_intent(a: TimelineChange, b: TimelineChange) -> bool:
+    """Whether two changes with one id are the same request (a retry): equal but for times.
+
+    The service sets ``recorded_time`` (and a defaulted ``effective_time``) on each attempt,
+    so a retry differs in its times only; the first one logged is kept.
+    """
+    return all(getattr(a, f) == getattr(b, f) for f in type(a).model_fields if f not in _TIMES)
 
 
 def trim(timeline: Timeline, before: datetime) -> Timeline:

@@ -29,6 +29,7 @@ __all__ = [
     "Sink",
     "Source",
     "SubjectHandling",
+    "TcfMapping",
 ]
 
 FIRST_PARTY = "_first_party"
@@ -134,6 +135,22 @@ class Sink(_Entry):
         return self.subject_id is not SubjectHandling.DROP
 
 
+class TcfMapping(_Entry):
+    """How IAB TCF v2.2 TC strings map onto our grant keys (:mod:`consentgate.consent.tcf`).
+
+    A grant key (purpose, recipient) is covered by TCF only if its purpose is mapped here and
+    its recipient is None (first party) or mapped to a GVL vendor id; others get nothing from
+    a TC string. Ranges and references are checked by :mod:`consentgate.policy.validate`.
+    """
+
+    purposes: dict[PurposeId, Annotated[tuple[int, ...], pydantic.Field(min_length=1)]]
+    """Our purpose -> the TCF purpose ids (1..11) that ALL must have consent."""
+    vendors: dict[RecipientId, int] = pydantic.Field(default_factory=dict)
+    """Recipient id -> its TCF (Global Vendor List) vendor id, whose consent is also needed."""
+    min_policy_version: int = 4
+    """The oldest TcfPolicyVersion accepted: TCF v2.2 strings carry 4 or later."""
+
+
 class Policy(_Entry):
     """A whole routing policy file."""
 
@@ -143,6 +160,9 @@ class Policy(_Entry):
     sources: Annotated[tuple[Source, ...], pydantic.Field(min_length=1)]
     sinks: Annotated[tuple[Sink, ...], pydantic.Field(min_length=1)]
     defaults: Defaults = Defaults()
+    tcf: TcfMapping | None = pydantic.Field(default=None, exclude_if=lambda v: v is None)
+    """None: TC strings are refused. Left out of the dump when None, so policies without a
+    tcf section keep the version they had before the section existed."""
 
     @cached_property
     def version(self) -> str:

@@ -3,7 +3,9 @@
 Errors (the policy is refused): duplicate names or topics, a sink naming an undeclared
 source, purpose or recipient, a sink writing to a source topic, a field its source's schema
 lacks, the raw subject field listed as a field (it would bypass pseudonymization), an opt-out
-signal its source cannot raise, ``keep_if_named_recipient`` without a recipient.
+signal its source cannot raise, ``keep_if_named_recipient`` without a recipient; in the
+``tcf`` mapping, an undeclared purpose or recipient, a TCF purpose id outside 1..11 (or listed
+twice), a vendor id outside 1..65535, two recipients mapped to one vendor id.
 Warnings (the policy is accepted, the operator should know): sinks that cannot be retracted
 per subject, raw ids or personal fields going to a partner, partner sinks ignoring the
 opt-out signals their source carries, schemas not available to check fields against.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from consentgate.policy.model import Policy, Sink, Source, SubjectHandling
+from consentgate.policy.model import Policy, Sink, Source, SubjectHandling, TcfMapping
 from consentgate.policy.project import RESERVED_FIELDS
 
 __all__ = ["Findings", "SchemaFields", "validate"]
@@ -43,6 +45,8 @@ def validate(policy: Policy, schemas: SchemaFields | None) -> Findings:
         _check_source(found, f"sources[{i}] ({source.name})", source, schemas)
     for i, sink in enumerate(policy.sinks):
         _check_sink(found, f"sinks[{i}] ({sink.name})", sink, policy, schemas)
+    if policy.tcf is not None:
+        _check_tcf(found, "tcf", policy.tcf, policy)
     return found
 
 
@@ -109,6 +113,35 @@ def _check_fields(found: Findings, at: str, sink: Sink, source: Source) -> None:
     for j, signal in enumerate(sink.opt_out_signals):
         if signal not in source.signal_fields:
             err(f"{at}.opt_out_signals[{j}]: source {source.name} raises no signal {signal!r}")
+
+
+_TCF_PURPOSES = range(1, 12)
+"""The purpose ids of IAB TCF v2.2 (1 store and/or access information on a device .. 11)."""
+_TCF_VENDORS = range(1, 65536)
+"""Global Vendor List ids: 16 bits in a TC string, 0 is not a vendor."""
+
+
+def _check_tcf(found: Findings, at: str, tcf: TcfMapping, policy: Policy) -> None:
+    err = found.errors.append
+    for purpose, ids in tcf.purposes.items():
+        if purpose not in policy.purposes:
+            err(f"{at}.purposes.{purpose}: purpose {purpose!r} is not declared under purposes")
+        for j, tcf_id in enumerate(ids):
+            if tcf_id not in _TCF_PURPOSES:
+                err(f"{at}.purposes.{purpose}[{j}]: TCF purpose {tcf_id} is not within 1..11")
+        if len(set(ids)) != len(ids):
+            err(f"{at}.purposes.{purpose}: a TCF purpose is listed twice")
+    recipients = {r.id for r in policy.recipients}
+    owner: dict[int, str] = {}
+    for recipient, vendor in tcf.vendors.items():
+        if recipient not in recipients:
+            err(f"{at}.vendors.{recipient}: {recipient!r} is not a declared recipient")
+        if vendor not in _TCF_VENDORS:
+            err(f"{at}.vendors.{recipient}: vendor id {vendor} is not within 1..65535")
+        elif vendor in owner:
+            err(f"{at}.vendors.{recipient}: vendor id {vendor} is also mapped to {owner[vendor]}")
+        else:
+            owner[vendor] = recipient
 
 
 def _warn_sink(

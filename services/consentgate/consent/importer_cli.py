@@ -1,0 +1,7 @@
+"""placeholder: being written."""
+
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    return None
