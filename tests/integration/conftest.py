@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from consentgate.demo.policygen import PolicyPlan
+from consentgate.demo.policygen import PolicyPlan, policy_yaml
+from tests.integration.consent_harness import ConsentEnv
 from tests.integration.router_harness import PARTITIONS, RouterEnv
 
 EnvFactory = Callable[..., RouterEnv]
@@ -48,3 +50,48 @@ def router_env_factory(
 @pytest.fixture
 def router_env(router_env_factory: EnvFactory) -> RouterEnv:
     return router_env_factory()
+
+
+ConsentEnvFactory = Callable[..., ConsentEnv]
+
+
+@pytest.fixture
+def consent_env_factory(
+    kafka_bootstrap: str, kafka_admin: AdminClient, tmp_path: Path
+) -> Iterator[ConsentEnvFactory]:
+    """Consent topics of their own (suffixed), a policy, the write path; folds on demand."""
+    envs: list[ConsentEnv] = []
+
+    def make(partitions: int = PARTITIONS, **options: Any) -> ConsentEnv:
+        plan = PolicyPlan(
+            partners=["client-01", "client-02"],
+            score_partners=["client-01"],
+            suffix=f".c{uuid.uuid4().hex[:8]}",
+        )
+        workdir = tmp_path / f"consent{len(envs)}"
+        workdir.mkdir()
+        policy_path = workdir / "policy.yaml"
+        policy_path.write_text(policy_yaml(plan))
+        env = ConsentEnv(
+            kafka_bootstrap,
+            kafka_admin,
+            workdir,
+            policy_path,
+            changes=plan.changes_topic,
+            state=plan.state_topic,
+            dlq=plan.dlq_topic,
+            partitions=partitions,
+            **options,
+        )
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.close()
+        env.delete_topics()
+
+
+@pytest.fixture
+def consent_env(consent_env_factory: ConsentEnvFactory) -> ConsentEnv:
+    return consent_env_factory()

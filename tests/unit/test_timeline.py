@@ -160,7 +160,13 @@ def test_apply_refuses_another_subject_and_a_reused_id() -> None:
     with pytest.raises(ValidationError, match="another subject"):
         apply(tl, other)
     with pytest.raises(ValidationError, match="reused"):
-        apply(tl, change("g1", "GRANT", 2))
+        apply(tl, change("g1", "WITHDRAW", 2))
+
+
+def test_a_retry_with_other_times_is_the_same_change() -> None:
+    """The service stamps each attempt anew: a retry (same id, same intent) is a no-op."""
+    tl = build(change("g1", "GRANT", 1, recorded=1))
+    assert apply(tl, change("g1", "GRANT", 2, recorded=3)) is tl
 
 
 def test_trim_drops_ended_intervals_but_keeps_the_current_state() -> None:

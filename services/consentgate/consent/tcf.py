@@ -71,8 +71,7 @@ def decode(tc_string: str) -> TcSignal:
         raise TcfError("the TC string is empty", value=tc_string)
     if len(tc_string) > MAX_TC_STRING_LENGTH:
         raise TcfError(
-            f"the TC string is {len(tc_string)} characters long "
-            f"(at most {MAX_TC_STRING_LENGTH})",
+            f"the TC string is {len(tc_string)} characters long (at most {MAX_TC_STRING_LENGTH})",
             value=tc_string[:64] + "...",
         )
     segments = tc_string.split(".")
@@ -83,22 +82,19 @@ def decode(tc_string: str) -> TcSignal:
             raise TcfError(f"segment {i} of the TC string is not valid base64url", value=tc_string)
     try:
         version = iab_tcf.version(iab_tcf.base64_decode(segments[0]))
-    except Exception as exc:  # noqa: BLE001  the library is untyped: anything it raises
+    except Exception as exc:  # the library is untyped: anything it raises
         raise TcfError(f"the TC string cannot be decoded: {_why(exc)}", value=tc_string) from exc
     if version == 1:
         raise TcfError("TCF v1 strings are not supported", path="tcf_string.version", value=1)
     if version != 2:
-        raise TcfError(
-            f"unknown TCF version {version}", path="tcf_string.version", value=version
-        )
+        raise TcfError(f"unknown TCF version {version}", path="tcf_string.version", value=version)
     try:
-        core = iab_tcf.decode_v2(segments[0])
-        return _signal(core)
-    except TcfError as exc:
-        exc.value = tc_string
+        signal = _signal(iab_tcf.decode_v2(segments[0]), tc_string)
+    except TcfError:
         raise
-    except Exception as exc:  # noqa: BLE001  the library is untyped: anything it raises
+    except Exception as exc:  # the library is untyped: anything it raises
         raise TcfError(f"the TC string cannot be decoded: {_why(exc)}", value=tc_string) from exc
+    return signal
 
 
 def grant_states(signal: TcSignal, policy: Policy) -> list[tuple[GrantKey, bool]]:
@@ -134,24 +130,26 @@ def grant_states(signal: TcSignal, policy: Policy) -> list[tuple[GrantKey, bool]
     return states
 
 
-def _signal(core: Any) -> TcSignal:
-    """The signal of a ConsentV2 the library read, after checking it read real bits.
+def _signal(core: Any, tc_string: str) -> TcSignal:
+    """The signal of the ConsentV2 the library read, after checking it read real bits.
 
     The library reads past the end of its input as zero bits (and as True flags), so a
     truncated string decodes "successfully" into nonsense: compare how far it read with how
     many bits there were (its reader's state; iab-tcf is pinned to 0.2.2).
     """
-    reader = core._reader  # noqa: SLF001  no public way to ask how many bits were read
-    needed, available = reader._pointer, len(reader._consent)  # noqa: SLF001
-    if needed > available:
+    reader = core._reader  # no public way to ask how many bits were read
+    if reader._pointer > len(reader._consent):
         raise TcfError(
-            f"the TC string is truncated: its core segment has {available} bits, "
-            "fewer than its own fields declare"
+            f"the TC string is truncated: its core segment has {len(reader._consent)} bits, "
+            "fewer than its own fields declare",
+            value=tc_string,
         )
     language = core.consent_language
     if not _LANGUAGE.fullmatch(language):
         raise TcfError(
-            "the consent language is not two letters A-Z", path="tcf_string.consent_language"
+            f"the consent language {language.decode('latin-1')!r} is not two letters A-Z",
+            path="tcf_string.consent_language",
+            value=tc_string,
         )
     return TcSignal(
         version=core.version,
@@ -163,12 +161,12 @@ def _signal(core: Any) -> TcSignal:
         consent_language=language.decode("ascii"),
         vendor_list_version=core.vendor_list_version,
         purpose_consents=frozenset(i for i, on in core.purposes_consent.items() if on),
-        vendor_consents=_vendor_consents(core),
+        vendor_consents=_vendor_consents(core, tc_string),
         is_service_specific=bool(core.is_service_specific),
     )
 
 
-def _vendor_consents(core: Any) -> frozenset[int]:
+def _vendor_consents(core: Any, tc_string: str) -> frozenset[int]:
     """The vendor ids with consent, from the bitfield or the range entries."""
     max_id: int = core.max_consent_vendor_id
     if not core.is_consent_range_encoding:
@@ -179,6 +177,7 @@ def _vendor_consents(core: Any) -> frozenset[int]:
             raise TcfError(
                 f"vendor consent range {start}-{end} is not within 1..{max_id}",
                 path="tcf_string.vendor_consents",
+                value=tc_string,
             )
     # Merge before expanding: overlapping ranges must not cost more than max_id ids.
     merged: list[tuple[int, int]] = []
