@@ -7,25 +7,32 @@ start the local broker). Every run works on fresh topics suffixed ``.bench-<time
 (``--partitions``, default 6) and deletes them, its consumer groups and faust's own topics
 afterwards. Measured, in this order:
 
-1. setup: consent for S subjects through the consent writer (the demo case's generator: 1
-   analytics + 1-4 of 38 partner grants each), then N browsing events;
+1. setup: a consent fold (``consentgate consent fold`` subprocess) on the case's topics;
+   consent for S subjects through the consent service's write path (the demo case's
+   generator, pipelined appends to consent.changes: 1 analytics + 1-4 of 38 partner grants
+   each); wait until the fold has committed every change (consent.state holds them); then N
+   browsing events timed after the grants;
 2. baseline A: one Python process, confluent-kafka ``consume(500)`` → ``produce`` each value
    to a scratch topic → ``commit``: the practical limit for a Python process here;
 3. baseline B: a faust-streaming pass-through agent (tests/integration/apps/passthrough_app.py)
    as a subprocess over the same topic;
 4. the router (``consentgate router`` subprocess): events/s from readiness until the decisions
    topic holds N records (sums of high watermarks), and its ratio to A and B;
-5. consent change → enforced, with that router still running: K times, a background thread
-   produces one event per 20 ms (event time = produce time) for a granted subject; at t0 the
-   consent writer writes and flushes a WITHDRAW of analytics. Latency = produce time of the
-   first event at or after t0 from which on every analytics decision is a deny, minus t0
-   (granularity: the 20 ms period);
+5. consent change → enforced, with that router (and the fold) still running: K times, a
+   background thread produces one event per 20 ms (event time = produce time) for a granted
+   subject; at t0 the service records a WITHDRAW of analytics (t0 = its recorded time = its
+   effective time) and appends it to consent.changes; the fold writes consent.state. Latency
+   = produce time of the first event at or after t0 from which on every analytics decision is
+   a deny, minus t0 (granularity: the 20 ms period); also t0 → the withdrawal in consent.state
+   (the fold's record, as a read_committed consumer sees it);
 6. event → sink: events at a steady rate (default 200/s); per event, the analytics sink
    record's Kafka timestamp (CreateTime, set by the router's producer at send) minus the raw
    record's (set by our producer);
-7. startup: for each size, consent timelines for that many subjects written through the
-   writer (one state record per subject, i.e. the compacted topic), then a fresh router:
-   process start → ``/readyz`` 200, and its RSS (VmRSS) at that moment. ``--big`` adds 1M.
+7. startup: for each size, consent timelines for that many subjects produced straight to
+   consent.state (one record per subject, i.e. the compacted topic; built with
+   ``timeline.apply`` from grants recorded now; no fold, no consent.changes), then a fresh
+   router: process start → ``/readyz`` 200, and its RSS (VmRSS) at that moment. ``--big``
+   adds 1M.
 
 Throughput figures also give CPU seconds used by the process under test and how busy the
 whole machine was (the broker shares its cores), since the machine is shared. A router that
@@ -64,7 +71,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +90,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
 )
 
 from consentgate.cluster import open_cluster
+from consentgate.consent.changelog import ChangeLog
+from consentgate.consent.requests import ChangeRequest
+from consentgate.consent.service import ConsentService
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.consent.writer import ConsentWriter, new_change
-from consentgate.demo.case import CaseSpec, generate
+from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
-from consentgate.models.consent import ConsentChange
+from consentgate.models.consent import (
+    ConsentAction,
+    ConsentChange,
+    ConsentMethod,
+    ConsentTimeline,
+)
+from consentgate.policy import load_policy
 from consentgate.serde import Serde
 from consentgate.settings import Settings
 
@@ -476,24 +491,115 @@ class RouterProc:
 
     def metrics(self) -> dict[str, float]:
         """``/metrics`` summed per sample name (labels dropped); empty if unreachable."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                sample, _, value = line.rpartition(" ")
-                name = sample.split("{", 1)[0]
-                out[name] = out.get(name, 0.0) + float(value)
-        return out
+        return scrape(self.port)
 
     def dump_stacks(self) -> None:
         """Ask the faust worker to log every thread's and task's stack (mode: SIGUSR1)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGUSR1)
             time.sleep(2.0)
+
+    def log_problems(self) -> int:
+        text = self.log.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` on ``port`` summed per sample name (labels dropped); empty if unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            name = sample.split("{", 1)[0]
+            with contextlib.suppress(ValueError):
+                out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+class FoldProc:
+    """``consentgate consent fold`` on a plan's consent topics (group ``<tag>-fold``),
+    logging to ``workdir/<group>.log``."""
+
+    def __init__(self, kafka: Kafka, plan: PolicyPlan, policy: Path, workdir: Path) -> None:
+        self.kafka = kafka
+        self.port = free_port()
+        self.group = f"{kafka.tag}-fold"
+        self.changes_topic = plan.changes_topic
+        self.log = workdir / f"{self.group}.log"
+        cmd = [
+            sys.executable,
+            *("-m", "consentgate", "consent", "fold", "--policy", str(policy)),
+            *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
+            *("--dlq-topic", plan.dlq_topic, "--group", self.group),
+            *("--web-port", str(self.port)),
+        ]
+        env = {**os.environ, "CONSENTGATE_BOOTSTRAP": kafka.bootstrap}
+        self.started = time.monotonic()
+        self.proc = spawn(cmd, env, self.log)
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Until ``/readyz`` answers 200 (the fold holds its partitions); the seconds taken."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consent fold exited {self.proc.returncode}; see {self.log}")
+            try:
+                url = f"http://127.0.0.1:{self.port}/readyz"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - self.started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"consent fold not ready after {timeout:.0f} s; see {self.log}")
+
+    def wait_folded(self, partitions: int, timeout: float = 900.0) -> float:
+        """Until the fold's group has committed past every change consent.changes holds now
+        (consent.state then holds them: the fold acknowledges a batch after its state commit);
+        the seconds waited."""
+        probe = Consumer({**self.kafka.conf, "group.id": self.group, "enable.auto.commit": False})
+        tps = [TopicPartition(self.changes_topic, p) for p in range(partitions)]
+        started = last_say = time.monotonic()
+        try:
+            ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+            total = sum(ends.values())
+            while True:
+                done = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
+                if all(done[p] >= end for p, end in ends.items() if end > 0):
+                    return time.monotonic() - started
+                now = time.monotonic()
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"consent fold exited {self.proc.returncode}; see {self.log}"
+                    )
+                if now - started > timeout:
+                    raise RuntimeError(f"consent fold at {done} of {ends} after {timeout:.0f} s")
+                if now - last_say > 5.0:
+                    folded = sum(max(0, min(done[p], end)) for p, end in ends.items())
+                    say(f"      consent fold: {folded:,}/{total:,} changes committed")
+                    last_say = now
+                time.sleep(0.1)
+        finally:
+            probe.close()
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.port)
+
+    def counters(self) -> str:
+        m = self.metrics()
+        return (
+            f"{m.get('consentgate_fold_changes_total', float('nan')):,.0f} changes applied, "
+            f"{m.get('consentgate_fold_duplicates_total', float('nan')):,.0f} duplicates, "
+            f"{m.get('consentgate_fold_rejected_total', float('nan')):,.0f} dead letters"
+        )
 
     def log_problems(self) -> int:
         text = self.log.read_text(errors="replace")
@@ -601,14 +707,21 @@ class Case:
     topics: TopicSet
     policy: Path
     workdir: Path
-    writer: ConsentWriter
+    service: ConsentService  # the consent service's write path (appends to consent.changes)
     serde: Serde
     subjects: list[str] = field(default_factory=list)
     events: int = 0
+    fold: FoldProc | None = None  # the consent fold: consent.changes -> consent.state
 
     @property
     def raw(self) -> str:
         return self.topics.plan.browsing_topic
+
+    def close(self) -> None:
+        """Stop the fold and close the write path's producer."""
+        if self.fold is not None:
+            self.fold.stop()
+        self.service.changelog.close()
 
 
 def browsing_event(serde: Serde, subject: str, when: datetime, company: str) -> tuple[str, bytes]:
@@ -638,7 +751,9 @@ def warm_producer(case: Case) -> Producer:
 
 
 def make_case(kafka: Kafka, workdir: Path, partitions: int, subjects: int, n: int) -> Case:
-    """Topics, policy, the case's consent for ``subjects`` and about ``n`` browsing events."""
+    """Topics, policy, a consent fold, the case's consent for ``subjects`` through the write
+    path (folded into consent.state before anything else), then about ``n`` browsing events
+    timed after every grant."""
     plan = PolicyPlan(partner_ids(PARTNERS), partner_ids(PARTNERS)[:3], suffix=f".{kafka.tag}")
     topics = TopicSet(plan, partitions)
     every = [*plan.core_topics(), *plan.sink_topics()]
@@ -647,14 +762,10 @@ def make_case(kafka: Kafka, workdir: Path, partitions: int, subjects: int, n: in
     policy = workdir / "policy.yaml"
     policy.write_text(policy_yaml(plan))
     serde = Serde.from_settings(kafka.settings)
-    writer = ConsentWriter(
-        kafka.bootstrap,
-        serde=serde,
-        settings=kafka.settings,
-        changes_topic=plan.changes_topic,
-        state_topic=plan.state_topic,
-    )
-    case = Case(kafka, topics, policy, workdir, writer, serde)
+    service = ConsentService(load_policy(policy), ChangeLog(kafka.conf, plan.changes_topic, serde))
+    case = Case(kafka, topics, policy, workdir, service, serde)
+    case.fold = FoldProc(kafka, plan, policy, workdir)
+    say(f"[setup] consent fold {case.fold.group} ready in {case.fold.wait_ready():.1f} s")
     say(f"[setup] consent for {subjects:,} subjects, then {n:,} events")
     spec = CaseSpec(
         students=subjects,
@@ -666,10 +777,30 @@ def make_case(kafka: Kafka, workdir: Path, partitions: int, subjects: int, n: in
         profiling_share=0.0,
     )
     started = time.monotonic()
-    data = generate(
+    rng = random.Random(spec.seed)
+    data = write_consent(spec, service, rng, progress=lambda m: say(f"      {m.strip()}"))
+    wrote = time.monotonic() - started
+    after = service.clock.now()  # strictly after every grant's recorded (= effective) time
+    say(
+        f"      {data.consent_changes:,} changes appended in {wrote:.1f} s "
+        f"({data.consent_changes / max(wrote, 1e-9):,.0f}/s)"
+    )
+    folded = case.fold.wait_folded(partitions)
+    counters = case.fold.counters()
+    say(f"      consent fold caught up {folded:.1f} s after the last append ({counters})")
+    ahead = after.timestamp() - time.time()
+    if ahead > 0:
+        # the service's clock is strictly increasing at ms precision: appending faster than
+        # 1,000 changes/s runs it ahead of the wall clock; events (and the withdrawals later)
+        # must be timed after the grants, so wait for the wall clock to pass it
+        say(f"      the service's clock is {ahead:.1f} s ahead of the wall clock: waiting")
+        time.sleep(ahead + 0.01)
+    produce_events(
         spec,
-        writer,
+        data,
+        rng,
         kafka.settings.producer_config(kafka.bootstrap),
+        after=after,
         browsing_topic=plan.browsing_topic,
         scores_topic=plan.scores_topic,
         serde=serde,
@@ -840,8 +971,9 @@ class Probe:
 
 @dataclass
 class Withdrawal:
-    t0: float  # just before writer.write(WITHDRAW)
-    acked: float  # writer.flush() returned
+    change_id: str
+    t0: float  # the withdrawal's recorded time (= its effective time), set by the service
+    acked: float  # service.record() returned: the change is in consent.changes
     probes: list[Probe]
 
 
@@ -870,13 +1002,79 @@ def probe_loop(case: Case, producer: Producer, schedule: ProbeSchedule, out: lis
         i += 1
 
 
+class StateWatch(threading.Thread):
+    """Reads consent.state from its current end, read_committed (what the router's view
+    reads): per change id retained by a record of one of ``subjects``, the first such
+    record's CreateTime (ms; the fold's transactional produce) and when it became visible."""
+
+    def __init__(self, kafka: Kafka, topic: str, partitions: int, subjects: list[str]) -> None:
+        super().__init__(daemon=True, name=f"state-{topic}")
+        self.serde = Serde.from_settings(kafka.settings)
+        self.subjects = {s.encode() for s in subjects}
+        self.seen: dict[str, tuple[int, float]] = {}
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._c = Consumer(
+            {
+                **kafka.conf,
+                "group.id": f"{kafka.tag}-state-watch",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        ends = [
+            self._c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        ]
+        self._c.assign([TopicPartition(topic, p, end) for p, end in enumerate(ends)])
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for m in self._c.consume(500, 0.01):
+                    if m.error() is not None or m.value() is None or m.key() not in self.subjects:
+                        continue
+                    seen = time.time()
+                    try:
+                        record = self.serde.decode_model(m.value(), ConsentTimeline)
+                    except Exception:  # noqa: BLE001 - count and go on, a bench must finish
+                        self.errors += 1
+                        continue
+                    with self._lock:
+                        for c in record.changes:
+                            self.seen.setdefault(c.change_id, (m.timestamp()[1], seen))
+        finally:
+            self._c.close()
+
+    def get(self, change_id: str) -> tuple[int, float] | None:
+        with self._lock:
+            return self.seen.get(change_id)
+
+    def wait_for(self, ids: list[str], timeout: float) -> int:
+        """Wait until every change id was seen; returns how many are still missing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                missing = sum(1 for i in ids if i not in self.seen)
+            if missing == 0 or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
 @dataclass
 class Enforcement:
     """What one withdrawal's probes show."""
 
     latency: float  # s from t0 to the first probe from which on all are denied; inf: never
     allowed_after_t0: int = 0  # stamped after t0, before the withdrawal took effect
+    allowed_after_ack: int = 0  # of those, stamped after the append was acknowledged
     withdrawn_before_t0: int = 0  # stamped before t0, judged after it: denied "withdrawn"
+    held_before_t0: int = 0  # stamped before t0, judged while the withdrawal was unsettled
     anomalies: list[str] = field(default_factory=list)
 
 
@@ -894,12 +1092,18 @@ def enforcement(w: Withdrawal, decisions: Collector) -> Enforcement:
             # withdrawal is denied as withdrawn; timestamps are whole ms, hence the margin
             if reason == "withdrawn":
                 result.withdrawn_before_t0 += 1
+            elif reason == "consent_state_stale":
+                # the router had read the withdrawal from consent.changes but its view did not
+                # show it yet: it holds all of the subject's events (denied stale) meanwhile
+                result.held_before_t0 += 1
             elif p.produced < w.t0 - 0.001:
                 result.anomalies.append(f"denied before t0 ({reason})")
         elif p.produced >= w.t0 and allowed:
             result.allowed_after_t0 += 1
             if p.produced >= w.acked:
-                result.anomalies.append("allowed though stamped after the writer's ack")
+                # in consent.changes, but neither the router's changes reader nor the fold's
+                # state record had reached the router when the probe was judged
+                result.allowed_after_ack += 1
     after = [p for p in w.probes if p.produced >= w.t0]
     first = len(after)  # index of the first probe from which on every one is denied
     for i in range(len(after) - 1, -1, -1):
@@ -912,30 +1116,46 @@ def enforcement(w: Withdrawal, decisions: Collector) -> Enforcement:
     return result
 
 
+def withdraw_request(subject: str) -> ChangeRequest:
+    return ChangeRequest(
+        subject_id=subject, action=ConsentAction.WITHDRAW, purpose="analytics", method="API"
+    )
+
+
 def withdrawals(
     case: Case, subjects: list[str], decisions: Collector, window: float, report: Report
-) -> None:
+) -> list[Withdrawal]:
+    """K withdrawals of analytics through the service's write path (one at a time, each
+    acknowledged before the next), with probe events; the fold makes consent.state."""
+    kafka, plan, partitions = case.kafka, case.topics.plan, case.topics.partitions
+    state = StateWatch(kafka, plan.state_topic, partitions, subjects)
+    state.start()
     producer = warm_producer(case)
     rng = random.Random(11)
     period = ProbeSchedule.period
     runs: list[Withdrawal] = []
-    for subject in subjects:
-        probes: list[Probe] = []
-        lead = 0.2 + rng.uniform(0, period)  # ~10 probes before t0, at a random phase
-        begin = time.time() + 0.02
-        schedule = ProbeSchedule(subject, begin, begin + lead + window)
-        thread = threading.Thread(target=probe_loop, args=(case, producer, schedule, probes))
-        thread.start()
-        time.sleep(max(0.0, begin + lead - time.time()))
-        t0 = time.time()
-        case.writer.write(new_change(subject, "WITHDRAW", "analytics"))
-        case.writer.flush()
-        acked = time.time()
-        thread.join()
-        runs.append(Withdrawal(t0, acked, probes))
-    producer.flush(30)
-    ids = [p.event_id for w in runs for p in w.probes]
-    missing = decisions.wait_for(ids, timeout=60)
+    try:
+        for subject in subjects:
+            probes: list[Probe] = []
+            lead = 0.2 + rng.uniform(0, period)  # ~10 probes before t0, at a random phase
+            begin = time.time() + 0.02
+            schedule = ProbeSchedule(subject, begin, begin + lead + window)
+            thread = threading.Thread(target=probe_loop, args=(case, producer, schedule, probes))
+            thread.start()
+            time.sleep(max(0.0, begin + lead - time.time()))
+            change = case.service.change(withdraw_request(subject), actor="bench")
+            case.service.record([change])
+            acked = time.time()
+            thread.join()
+            runs.append(
+                Withdrawal(change.change_id, change.recorded_time.timestamp(), acked, probes)
+            )
+        producer.flush(30)
+        ids = [p.event_id for w in runs for p in w.probes]
+        missing = decisions.wait_for(ids, timeout=60)
+        unfolded = state.wait_for([w.change_id for w in runs], timeout=30)
+    finally:
+        state.stop()
     results = [enforcement(w, decisions) for w in runs]
     latencies = [r.latency for r in results]
     anomalies = Counter(a for r in results for a in r.anomalies)
@@ -945,25 +1165,46 @@ def withdrawals(
         for p in w.probes
         if p.produced >= w.t0 and (got := decisions.get(p.event_id)) is not None and not got[0]
     )
+    in_state = [state.get(w.change_id) for w in runs]
+    inf = float("inf")
+    report.add(
+        f"withdrawal → in consent.state, the fold's record CreateTime ({len(runs)} withdrawals "
+        "of analytics through the service's write path)",
+        ms_summary([s[0] / 1000 - w.t0 if s else inf for w, s in zip(runs, in_state, strict=True)])
+        + (f"; {unfolded} not in consent.state after 30 s" if unfolded else ""),
+    )
+    report.add(
+        "withdrawal → visible in consent.state (read_committed consumer)",
+        ms_summary([s[1] - w.t0 if s else inf for w, s in zip(runs, in_state, strict=True)]),
+    )
     verdict = "met" if pct(latencies, 0.99) < 1.0 else "NOT met"
     report.add(
         f"consent change → enforced ({len(runs)} withdrawals of analytics, a probe event every "
         f"{period * 1000:.0f} ms)",
         f"{ms_summary(latencies)}; target p99 < 1 s: {verdict}",
     )
-    report.add("  t0 → writer.write + flush returned", ms_summary([w.acked - w.t0 for w in runs]))
     report.add(
-        "  probes after t0: denied (reasons) / allowed",
-        ", ".join(f"{k}: {v}" for k, v in reasons.items())
-        + f" / {sum(r.allowed_after_t0 for r in results)}",
+        "  t0 (recorded time) → append acknowledged (service.record returned)",
+        ms_summary([w.acked - w.t0 for w in runs]),
     )
     report.add(
-        "  probes before t0 denied as withdrawn (judged after the withdrawal)",
-        f"{sum(r.withdrawn_before_t0 for r in results)} of "
+        "  probes after t0: denied (reasons) / allowed (of which stamped after the ack)",
+        ", ".join(f"{k}: {v}" for k, v in reasons.items())
+        + f" / {sum(r.allowed_after_t0 for r in results)}"
+        + f" ({sum(r.allowed_after_ack for r in results)})",
+    )
+    report.add(
+        "  probes before t0 denied: as withdrawn (judged after the withdrawal) / as "
+        "consent_state_stale (judged while the router held the unsettled withdrawal)",
+        f"{sum(r.withdrawn_before_t0 for r in results)} / "
+        f"{sum(r.held_before_t0 for r in results)} of "
         f"{sum(1 for w in runs for p in w.probes if p.produced < w.t0)}",
     )
     shown = ", ".join(f"{k}: {v}" for k, v in anomalies.most_common()) or "none"
     report.add("  anomalies", f"{shown} ({missing} decisions missing after 60 s)")
+    if case.fold is not None:
+        report.add("  consent fold so far", case.fold.counters())
+    return runs
 
 
 # -- event → sink --------------------------------------------------------------------------
@@ -1030,37 +1271,63 @@ def sink_latency(
 # -- startup ------------------------------------------------------------------------------
 
 
+def grant(subject: str, purpose: str, recipient: str | None, at: datetime) -> ConsentChange:
+    """A GRANT recorded and effective at ``at`` (built here: the startup phase writes
+    consent.state itself, without the service or the fold)."""
+    return ConsentChange(
+        change_id=str(uuid.uuid4()),
+        subject_id=subject,
+        action=ConsentAction.GRANT,
+        purpose=purpose,
+        recipient=recipient,
+        effective_time=at,
+        recorded_time=at,
+        notice_version="2019-03",
+        method=ConsentMethod.WEB_FORM,
+    )
+
+
 def consent_changes(rng: random.Random, subject: str, partners: list[str]) -> list[ConsentChange]:
-    """1 analytics grant + 1-4 partner grants, 30 days ago (the case's mix)."""
-    at = datetime.now(UTC) - timedelta(days=30)
-    changes = [new_change(subject, "GRANT", "analytics", at=at)]
+    """1 analytics grant + 1-4 partner grants, recorded now (the case's mix)."""
+    at = datetime.now(UTC)
+    changes = [grant(subject, "analytics", None, at)]
     for partner in rng.sample(partners, rng.randint(1, 4)):
-        changes.append(new_change(subject, "GRANT", "partner_sharing", partner, at=at))
+        changes.append(grant(subject, "partner_sharing", partner, at))
     return changes
 
 
-def write_compacted(writer: ConsentWriter, subjects: int, partners: list[str]) -> float:
-    """One state record per subject (its full timeline, as after compaction), via the writer.
-
-    The writer publishes a timeline per change; to leave what compaction would, each subject's
-    earlier grants are folded into ``writer.timelines`` and only the last change is written.
-    Returns the seconds taken.
-    """
+def write_compacted(
+    producer: Producer, serde: Serde, topic: str, subjects: int, partners: list[str]
+) -> float:
+    """One consent.state record per subject (its full timeline, as after compaction; key =
+    subject id, murmur2 like the fold's partitions), built with ``timeline.apply``.
+    Returns the seconds taken."""
     rng = random.Random(2019)
+    failed: list[KafkaError] = []
+
+    def on_ack(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failed.append(err)
+
     started = time.monotonic()
     for i in range(subjects):
         subject = f"subject-{i:07d}"
-        *earlier, last = consent_changes(rng, subject, partners)
         folded: Timeline | None = None
-        for change in earlier:
+        for change in consent_changes(rng, subject, partners):
             folded = apply(folded, change)
-        if folded is not None:
-            writer.timelines[subject] = folded
-        writer.write(last)
-        writer.timelines.pop(subject, None)  # 1M timelines would not fit comfortably
+        assert folded is not None
+        value = serde.encode(folded.record)
+        while True:
+            try:
+                producer.produce(topic, key=subject.encode(), value=value, on_delivery=on_ack)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
         if (i + 1) % 100_000 == 0:
             say(f"      {i + 1:,}/{subjects:,} subjects written")
-    writer.flush(300)
+    if producer.flush(300) or failed:
+        raise RuntimeError(f"consent.state records not acknowledged: {failed[:3]}")
     return time.monotonic() - started
 
 
@@ -1071,14 +1338,13 @@ def startup(kafka: Kafka, workdir: Path, subjects: int, partitions: int, report:
     kafka.create(plan.core_topics(), partitions, compact=(plan.state_topic,))
     policy = workdir / f"policy-s{subjects}.yaml"
     policy.write_text(policy_yaml(plan))
-    writer = ConsentWriter(
-        kafka.bootstrap,
-        serde=Serde.from_settings(kafka.settings),
-        settings=kafka.settings,
-        changes_topic=plan.changes_topic,
-        state_topic=plan.state_topic,
+    producer = Producer(kafka.settings.producer_config(kafka.bootstrap, **{"linger.ms": 20}))
+    serde = Serde.from_settings(kafka.settings)
+    wrote = (
+        write_compacted(producer, serde, plan.state_topic, subjects, plan.partners)
+        if subjects
+        else 0.0
     )
-    wrote = write_compacted(writer, subjects, plan.partners) if subjects else 0.0
     records = kafka.count(plan.state_topic, partitions)
     say(f"      {records:,} consent.state records written in {wrote:.1f} s")
     router = RouterProc(kafka, topics, policy, workdir)
@@ -1272,26 +1538,40 @@ def run(args: argparse.Namespace, kafka: Kafka, workdir: Path, report: Report) -
         case = make_case(kafka, workdir, args.partitions, subjects, args.events)
         report.notes.append(
             f"Setup: {subjects:,} subjects with {PARTNERS} partners (1 analytics + 1-4 partner "
-            f"grants each, through the consent writer), {case.events:,} browsing events with "
-            "event times 1-600 s in the past, produced before anything reads them; policy: 1 "
-            f"analytics + {PARTNERS} partner browsing sinks. Per event the router writes 1 "
-            "decision, ~1 + 2.5 sink records and (first time per subject and partner) a "
-            "provision; the baselines write 1 record per event."
+            "grants each, appended to consent.changes through the consent service's write path "
+            "and folded into consent.state by a `consentgate consent fold` process, which keeps "
+            f"running for the withdrawals), {case.events:,} browsing events timed between the "
+            "last grant's recorded time and their production, produced once the fold had "
+            "committed every grant and before anything reads them; policy: 1 analytics + "
+            f"{PARTNERS} partner browsing sinks. Per event the router writes 1 decision, ~1 + "
+            "2.5 sink records and (first time per subject and partner) a provision; the "
+            "baselines write 1 record per event."
         )
         report.notes.append(
             "How: throughput counts from the first sign of work (router: /readyz 200; faust: "
             "first output; pipe: partition assignment) to the last record (sums of high "
-            "watermarks, polled every 0.2 s). Consent change → enforced: t0 is taken just before "
-            "the consent writer's write + flush of the WITHDRAW; probes are stamped with their "
-            "produce time; the latency is quantized by the probe period, and since the gate "
-            "makes every event stamped after the append wait for a view that holds it, it "
-            "mostly measures when the withdrawal took effect, not how fast the view caught up. "
-            "Event → sink uses Kafka CreateTimes (ms) of the raw and the sink record."
+            "watermarks, polled every 0.2 s). Consent change → enforced: t0 is the WITHDRAW's "
+            "recorded time (set by the service, = its effective time) just before it is "
+            "appended to consent.changes; the fold then writes consent.state (the 'in "
+            "consent.state' rows: the fold's record CreateTime, and when a read_committed "
+            "consumer saw it). Probes are stamped with their produce time; the latency is "
+            "quantized by the probe period. The router's gate waits for consent.state (the "
+            "fold's output), not consent.changes, so a probe stamped after t0 is allowed until "
+            "the router has read either the withdrawal from consent.changes (the subject is "
+            "then held as unsettled: consent_state_stale) or the fold's state record. Event → "
+            "sink uses Kafka CreateTimes (ms) of the raw and the sink record."
         )
-        if "baselines" in phases:
-            run_baselines(case, report)
-        if phases & {"router", "withdraw", "latency"}:
-            run_router(case, args, phases, report)
+        try:
+            if "baselines" in phases:
+                run_baselines(case, report)
+            if phases & {"router", "withdraw", "latency"}:
+                run_router(case, args, phases, report)
+            if case.fold is not None:
+                report.add(
+                    "consent fold log lines with ERROR / Traceback", str(case.fold.log_problems())
+                )
+        finally:
+            case.close()
     if "startup" in phases:
         for size in sorted({*args.startup_subjects, *([1_000_000] if args.big else [])}):
             say(f"[startup] {size:,} subjects")

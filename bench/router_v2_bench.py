@@ -3,9 +3,10 @@
     .venv/bin/python bench/router_v2_bench.py [--events 100000] [--v2-code DIR] [--v1-code DIR]
         [--quick] [--only PHASE ...] [--bootstrap HOST:PORT]
 
-One run, phases one after another on one case (bench/router_bench.py's ``make_case``: 10,000
-subjects with 1 analytics + 1-4 of 38 partner grants each through the consent writer, then
-N browsing events as a backlog; policy 1 analytics + 38 partner browsing sinks; 6 partitions).
+One run, phases one after another on one case (bench/router_bench.py's ``make_case``: a
+consent fold process, 10,000 subjects with 1 analytics + 1-4 of 38 partner grants each through
+the consent service's write path, folded into consent.state, then N browsing events timed
+after the grants, as a backlog; policy 1 analytics + 38 partner browsing sinks; 6 partitions).
 Each throughput phase gets fresh output topics and a fresh consumer group on the same input:
 
 - ``v2``: router v2, 1 process; afterwards its outputs are counted (read_committed) to get
@@ -21,9 +22,10 @@ Each throughput phase gets fresh output topics and a fresh consumer group on the
   live at half the ``v2`` rate (then at each ``--latency-rate``) for ``--latency-seconds``;
   event → analytics sink record by Kafka CreateTimes, and event → visible to a read_committed
   consumer; with the router's CPU share and its gate queue / input lag maxima;
-- ``withdraw``: with that router, K withdrawals of analytics through the consent writer
-  (router_bench.withdrawals: probe events every 20 ms), plus the retraction each withdrawal
-  causes: its CreateTime marks when the router's view showed the withdrawal;
+- ``withdraw``: with that router and the case's fold, K withdrawals of analytics through the
+  consent service's write path (router_bench.withdrawals: probe events every 20 ms; the
+  withdrawal's recorded time → the fold's consent.state record, read_committed), plus the
+  retraction each withdrawal causes: its CreateTime marks when the router's view showed it;
 - ``startup``: for each ``--startup-subjects`` size, a consent.state topic with one
   realistic ConsentTimeline per subject (real timelines, encoded by the serde; beyond the
   first 2,000 subjects, their bytes with the subject id and change ids replaced), produced in
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import random
@@ -54,9 +57,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -83,9 +85,14 @@ class OutPlan(PolicyPlan):
     """A PolicyPlan whose output topics carry a further suffix (inputs stay the case's)."""
 
     out: str = ""
+    state: str = ""  # another consent.state topic (v1: a plain copy of the fold's)
 
     def _o(self, base: str) -> str:
         return f"{base}{self.suffix}{self.out}"
+
+    @property
+    def state_topic(self) -> str:
+        return self.state or super().state_topic
 
     @property
     def analytics_topic(self) -> str:
@@ -110,10 +117,12 @@ class OutPlan(PolicyPlan):
         return [self.decisions_topic, self.provisions_topic, self.dlq_topic, *self.sink_topics()]
 
 
-def out_plan(case: rb.Case, name: str, workdir: Path) -> tuple[OutPlan, Path]:
+def out_plan(case: rb.Case, name: str, workdir: Path, state: str = "") -> tuple[OutPlan, Path]:
     """Fresh output topics (created) and a policy file naming them, for phase ``name``."""
     base = case.topics.plan
-    plan = OutPlan(base.partners, base.score_partners, suffix=base.suffix, out=f".{name}")
+    plan = OutPlan(
+        base.partners, base.score_partners, suffix=base.suffix, out=f".{name}", state=state
+    )
     case.kafka.create(plan.outputs(), case.topics.partitions)
     policy = workdir / f"policy-{name}.yaml"
     policy.write_text(policy_yaml(plan))
@@ -139,6 +148,7 @@ class Proc(rb.RouterProc):
         instance: str = "",
         code: str | None = None,
         extra: tuple[str, ...] = (),
+        environ: dict[str, str] | None = None,
     ) -> None:
         self.port = rb.free_port()
         self.app_id = app_id
@@ -158,6 +168,7 @@ class Proc(rb.RouterProc):
             "CONSENTGATE_BOOTSTRAP": kafka.bootstrap,
             "CONSENTGATE_PSEUDONYM_MASTER_KEY": rb.MASTER_KEY,
             "CONSENTGATE_STATE_DIR": str(workdir / f"state-{label}"),
+            **(environ or {}),
         }
         if code:
             env["PYTHONPATH"] = os.pathsep.join(x for x in (code, env.get("PYTHONPATH")) if x)
@@ -247,6 +258,54 @@ def count_outputs(kafka: rb.Kafka, topics: list[str], partitions: int) -> dict[s
     finally:
         c.close()
     return out
+
+
+def plain_copy(kafka: rb.Kafka, topic: str, partitions: int, name: str) -> str:
+    """``topic`` (read_committed) copied partition by partition with a plain idempotent
+    producer into a new compacted topic ``<topic>.<name>``; returns its name."""
+    copy = f"{topic}.{name}"
+    kafka.create([copy], partitions, compact=(copy,))
+    c = Consumer(
+        {
+            **kafka.conf,
+            "group.id": f"{kafka.tag}-copy",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    producer = Producer(kafka.settings.producer_config(kafka.bootstrap))
+    ends = [
+        c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in range(partitions)
+    ]
+    todo = {q for q, end in enumerate(ends) if end > 0}
+    c.assign([TopicPartition(topic, q, 0) for q in todo])
+    copied = 0
+    deadline = time.monotonic() + 300
+    try:
+        while todo:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"copying {topic}: partitions {sorted(todo)} unfinished")
+            for m in c.consume(1000, 0.5):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        todo.discard(m.partition() or 0)
+                    continue
+                while True:
+                    try:
+                        producer.produce(copy, m.value(), m.key(), partition=m.partition() or 0)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                copied += 1
+            producer.poll(0)
+    finally:
+        c.close()
+    if producer.flush(60):
+        raise RuntimeError(f"copy of {topic} not acknowledged")
+    say(f"      {copied:,} records of {topic} copied to {copy}")
+    return copy
 
 
 # -- one throughput phase -------------------------------------------------------------------
@@ -489,34 +548,23 @@ def live_latency(
 
 
 def withdraw_phase(case: rb.Case, plan: OutPlan, k: int, window: float) -> list[tuple[str, str]]:
-    """router_bench.withdrawals (probes) on this plan's topics, and each withdrawal's
-    retraction: write → retraction CreateTime (the view showed it) and → visible."""
+    """router_bench.withdrawals (service write path, fold, probes) on this plan's topics, and
+    each withdrawal's retraction: recorded time → retraction CreateTime (the view showed it)
+    and → visible."""
     kafka, p = case.kafka, case.topics.partitions
     retr = Arrivals(kafka, plan.analytics_topic, p)
     retr.start()
     decisions = rb.Collector(kafka, plan.decisions_topic, p, rb.decision_of)
     decisions.start()
-    written: dict[str, float] = {}
-    original = case.writer.write
-
-    def write(change: Any) -> Any:
-        if change.action.value == "WITHDRAW":
-            written[change.change_id] = time.time()
-        return original(change)
-
-    case.writer.write = write  # type: ignore[method-assign]
     report = rb.Report()
-    view = rb.TopicSet(plan, p)
-    shadow = rb.Case(
-        kafka, view, case.policy, case.workdir, case.writer, case.serde, case.subjects, case.events
-    )
+    shadow = dataclasses.replace(case, topics=rb.TopicSet(plan, p))
     try:
-        rb.withdrawals(shadow, case.subjects[:k], decisions, window, report)
+        runs = rb.withdrawals(shadow, case.subjects[:k], decisions, window, report)
+        written = {w.change_id: w.t0 for w in runs}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(retr.retractions.keys() & written.keys()) < k:
             time.sleep(0.2)
     finally:
-        case.writer.write = original  # type: ignore[method-assign]
         decisions.stop()
         retr.stop()
     got = [(retr.retractions[c], t0) for c, t0 in written.items() if c in retr.retractions]
@@ -529,12 +577,12 @@ def withdraw_phase(case: rb.Case, plan: OutPlan, k: int, window: float) -> list[
     ]
     rows += [
         (
-            f"withdrawal write → router's view shows it (its retraction's CreateTime; "
+            f"withdrawal → router's view shows it (its retraction's CreateTime; "
             f"{len(got)} of {len(written)})",
             ms([(c / 1000) - t0 for (c, _), t0 in got]),
         ),
         (
-            "  withdrawal write → retraction visible (read_committed; commit interval incl.)",
+            "  withdrawal → retraction visible (read_committed; commit interval incl.)",
             ms([seen - t0 for (_, seen), t0 in got]),
         ),
     ]
@@ -617,7 +665,9 @@ def startup_phase(
         app_id=f"{kafka.tag}-s{subjects}",
         instance=f"{kafka.tag}-s{subjects}-i0",
         code=code,
-        extra=("--loop.view-load-timeout", "1200"),
+        # not --loop.view-load-timeout: `consentgate` imports faust (consent/cli.py imports
+        # fold_app), and faust takes any argv entry starting with --loop as its event loop
+        environ={"CONSENTGATE_ROUTER_LOOP__VIEW_LOAD_TIMEOUT": "1200"},
     )
     try:
         t_ready, _ = router.wait_ready(timeout=1800)
@@ -781,9 +831,22 @@ def throughput(args: argparse.Namespace, case: rb.Case, res: Results, phases: se
             res.notes.append("v1 skipped: no --v1-code")
         else:
             m = min(args.v1_events, n)
+            state = plain_copy(kafka, case.topics.plan.state_topic, p, "v1copy")
             say(f"[v1] faust router ({args.v1_code}), until {m:,} decisions")
             procs, plan = routers(
-                kafka, case, "v1", 1, args.v1_code, argparse.Namespace(router_arg=[])
+                kafka,
+                case,
+                "v1",
+                1,
+                args.v1_code,
+                argparse.Namespace(router_arg=[]),
+                out_plan(case, "v1", case.workdir, state=state),
+            )
+            res.notes.append(
+                "v1 reads a plain (non-transactional) copy of the fold's consent.state: faust's "
+                "table recovery waits for the offset below each partition's high watermark, "
+                "which after the fold's transactions is a commit marker it never receives (v1 "
+                "on the fold's topic hangs in recovery)."
             )
             res.runs["v1"] = measure(
                 kafka, f"router v1 (faust), first {m:,} events", procs, plan.decisions_topic, p, m
@@ -856,7 +919,7 @@ def render(
         f"- harness: {rb.code_version()}",
         f"- command: `bench/router_v2_bench.py {rb.shown_args()}`",
         f"- case: {args.subjects:,} subjects (1 analytics + 1-4 of {rb.PARTNERS} partner grants, "
-        f"consent writer), {args.events:,} browsing events as a backlog, {args.partitions} "
+        f"write path + fold), {args.events:,} browsing events as a backlog, {args.partitions} "
         "partitions; policy 1 analytics + 38 partner browsing sinks",
         "",
         "| run | procs | events | events/s (first→last decision) | events/s (after 1st "
@@ -874,6 +937,24 @@ def render(
         )
     head += ["", "| what | result |", "|---|---|", *(f"| {a} | {b} |" for a, b in res.rows), ""]
     return "\n".join(head + [f"{n}\n" for n in res.notes]).rstrip() + "\n"
+
+
+def run_case(
+    args: argparse.Namespace, kafka: rb.Kafka, workdir: Path, res: Results, phases: set[str]
+) -> None:
+    """The case (consent through the write path and the fold, the backlog), then its phases."""
+    subjects = min(args.subjects, args.events)
+    case = rb.make_case(kafka, workdir, args.partitions, subjects, args.events)
+    try:
+        throughput(args, case, res, phases)
+        ratio_rows(res)
+        if phases & {"latency", "withdraw"}:
+            live(args, case, res, phases)
+        if case.fold is not None:
+            problems = case.fold.log_problems()
+            res.add("consent fold: log lines with ERROR / Traceback", str(problems))
+    finally:
+        case.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -897,12 +978,7 @@ def main(argv: list[str] | None = None) -> int:
         kafka = rb.Kafka(cluster.bootstrap, tag)
         try:
             if phases - {"startup"}:
-                subjects = min(args.subjects, args.events)
-                case = rb.make_case(kafka, workdir, args.partitions, subjects, args.events)
-                throughput(args, case, res, phases)
-                ratio_rows(res)
-                if phases & {"latency", "withdraw"}:
-                    live(args, case, res, phases)
+                run_case(args, kafka, workdir, res, phases)
             if "startup" in phases:
                 for size in args.startup_subjects:
                     say(f"[startup] {size:,} subjects")
@@ -925,12 +1001,16 @@ def main(argv: list[str] | None = None) -> int:
         "The router also reads the case's consent.changes (≈3.5 per subject) as part of its "
         "work; the pipe does not. The pipe writes the v2 run's measured records per event "
         "(decisions + sink records + provisions, counted read_committed) with its mean value "
-        "sizes, but does no decoding, deciding or encoding. Withdrawal → enforced: probes are "
-        "stamped with their produce time every 20 ms (quantized by it); the router's gate makes "
-        "every event stamped after the withdrawal's append wait for a view that holds it, so "
-        "this mostly shows when the withdrawal took effect; the retraction rows show when the "
-        "router's view actually applied it (the retraction is produced in the loop iteration "
-        "that sees the state record)."
+        "sizes, but does no decoding, deciding or encoding. Withdrawals go through the consent "
+        "service's write path (appended to consent.changes; t0 = the change's recorded time, "
+        "= its effective time) and the consent fold (a separate process) writes consent.state; "
+        "the 'in consent.state' rows are t0 → the fold's record (CreateTime, and visible to a "
+        "read_committed consumer). Withdrawal → enforced: probes are stamped with their produce "
+        "time every 20 ms (quantized by it); the router's gate waits for consent.state, not "
+        "consent.changes, so probes stamped after t0 pass until the router has read the "
+        "withdrawal from consent.changes (subject held as unsettled: consent_state_stale) or "
+        "the fold's state record; the retraction rows show when the router's view applied it "
+        "(the retraction is produced in the loop iteration that sees the state record)."
     )
     if args.note:
         res.notes.append(args.note)

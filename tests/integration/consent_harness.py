@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consentgate.consent.changelog import ChangeLog, Receipt
@@ -229,6 +230,24 @@ class ConsentEnv:
         )
         self.record(change, wait=wait)
         return change
+
+    def settle(self, timeout: float = 120.0) -> None:
+        """Wait until the fold has committed past everything now in consent.changes."""
+        parts = [TopicPartition(self.changes, p) for p in range(self.partitions)]
+        probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.fold_group})
+        try:
+            ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+            deadline = time.monotonic() + timeout
+            while True:
+                done = {tp.partition: tp.offset for tp in probe.committed(parts, timeout=10)}
+                if all(done[p] >= end for p, end in ends.items() if end > 0):
+                    return
+                if time.monotonic() > deadline:
+                    logs = "\n".join(f.tail(30) for f in self.folds) or "(no fold running)"
+                    raise AssertionError(f"fold at {done}, log ends {ends}\n{logs}")
+                time.sleep(0.1)
+        finally:
+            probe.close()
 
     # -- reading ----------------------------------------------------------------------------
     @property

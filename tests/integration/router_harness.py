@@ -20,9 +20,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consentgate.consent.writer import ConsentWriter, new_change
 from consentgate.demo.policygen import PolicyPlan, policy_yaml
+from consentgate.models.consent import ConsentChange
 from consentgate.serde import Serde
+from tests.integration.consent_harness import ConsentEnv, FoldProcess, new_change
 from tests.integration.probe import free_port
 from tests.kafka_helpers import consume_all, produce
 
@@ -129,9 +130,19 @@ class RouterEnv:
         self.serde = Serde()
         self.routers: list[RouterProcess] = []
         self._create_topics()
-        self.writer = ConsentWriter(
-            bootstrap, serde=self.serde, changes_topic=self.changes, state_topic=self.state
+        self.consents = ConsentEnv(
+            bootstrap,
+            admin,
+            workdir,
+            self.policy_path,
+            changes=self.changes,
+            state=self.state,
+            dlq=self.dlq,
+            partitions=partitions,
+            create=False,
         )
+        self.consents.start_fold(wait_ready=False)  # starts beside the test's own setup
+        self._unsettled = False
 
     def all_topics(self) -> list[str]:
         return [*self.plan.core_topics(), *self.plan.sink_topics()]
@@ -175,6 +186,7 @@ class RouterEnv:
             *self.plan.router_topic_args(),
             *(extra or []),
         ]
+        self.settle()
         router = RouterProcess(self, args, len(self.routers), instance_id)
         self.routers.append(router)
         if wait_ready:
@@ -184,6 +196,20 @@ class RouterEnv:
     def stop_all(self) -> None:
         for router in self.routers:
             router.stop()
+        self.consents.close()
+
+    # -- consent fold ---------------------------------------------------------------------
+    def start_fold(self) -> FoldProcess:
+        """The running fold, or a new one (after ``stop_fold``)."""
+        live = [f for f in self.consents.folds if f.proc.poll() is None]
+        return live[0] if live else self.consents.start_fold()
+
+    def stop_fold(self) -> None:
+        self.consents.stop_folds()
+        self.consents.folds.clear()
+
+    def _ensure_fold(self) -> None:
+        self.start_fold()
 
     # -- input ----------------------------------------------------------------------------
     def consent(
@@ -194,12 +220,36 @@ class RouterEnv:
         recipient: str | None = None,
         at: datetime | None = None,
     ) -> None:
-        self.writer.write(new_change(subject, action, purpose, recipient, at=at))
-        self.writer.flush()
+        """Record a change through the consent service and wait until consent-state shows
+        it (``at``: a change effective then, recorded now, written to the log directly)."""
+        self._ensure_fold()
+        if at is None:
+            self.consents.consent(subject, action, purpose, recipient)
+        else:
+            change = new_change(subject, action, purpose, recipient, at=at)
+            change = change.model_copy(update={"recorded_time": min(at, datetime.now(UTC))})
+            self.consents.record(change)
+
+    def append(
+        self, changes: ConsentChange | Iterable[ConsentChange], *, settle: bool = True
+    ) -> None:
+        """Append raw changes to consent.changes. With ``settle``, the next router start or
+        input waits until the fold has folded them (as a live site's consent precedes its
+        events); without, consent-state may lag (a slow fold)."""
+        if settle:
+            self._ensure_fold()
+            self._unsettled = True
+        self.consents.record(changes, wait=0)
+
+    def settle(self) -> None:
+        if self._unsettled:
+            self.consents.settle()
+            self._unsettled = False
 
     def browse(
         self, subject: str, n: int = 1, *, at: datetime | None = None, **fields: Any
     ) -> list[str]:
+        self.settle()
         events = []
         for _ in range(n):
             datum = {
@@ -220,6 +270,7 @@ class RouterEnv:
         return [str(e["event_id"]) for e in events]
 
     def score(self, subject: str, *, at: datetime | None = None, value: float = 0.7) -> str:
+        self.settle()
         datum = {
             "event_id": uuid.uuid4(),
             "subject_id": subject,
@@ -236,6 +287,7 @@ class RouterEnv:
         return str(datum["event_id"])
 
     def raw(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        self.settle()
         produce(self.bootstrap, topic, records)
 
     # -- output ---------------------------------------------------------------------------

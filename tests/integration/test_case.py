@@ -4,11 +4,13 @@ no partner record without that recipient's grant, and every raw event accounted 
 
 from __future__ import annotations
 
+import random
 import time
+from datetime import UTC, datetime
 
 import pytest
 
-from consentgate.demo.case import CaseSpec, generate
+from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import partner_ids
 from consentgate.ops.audit import AuditTopics, run_audit
 from consentgate.ops.reader import read_topic
@@ -25,10 +27,16 @@ def test_the_case_end_to_end(router_env_factory: EnvFactory) -> None:
     env = router_env_factory(partners=PARTNERS, score_partners=PARTNERS[:3])
     spec = CaseSpec(partners=PARTNERS)
     settings = Settings()
-    data = generate(
+    rng = random.Random(spec.seed)
+    env.start_fold()
+    data = write_consent(spec, env.consents.service, rng)
+    env.consents.settle(timeout=600)
+    produce_events(
         spec,
-        env.writer,
+        data,
+        rng,
         settings.producer_config(env.bootstrap),
+        after=datetime.now(UTC),
         browsing_topic=env.plan.browsing_topic,
         scores_topic=env.plan.scores_topic,
         serde=env.serde,

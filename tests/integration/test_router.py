@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from consentgate.consent.writer import new_change
 from tests.integration.conftest import EnvFactory
+from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import RouterEnv, wait_for
 
 pytestmark = pytest.mark.integration
@@ -92,10 +92,8 @@ def test_slow_consent_topic_never_leaks(router_env: RouterEnv) -> None:
     (warm,) = env.browse("fay")
     assert env.decisions_by_event(1)[warm]["analytics"] == "allowed"
     backlog = [new_change(f"bulk-{i}", "GRANT", "analytics") for i in range(60_000)]
-    for change in backlog:
-        env.writer.write(change)
-    env.writer.write(new_change("fay", "WITHDRAW", "analytics"))
-    env.writer.flush()
+    env.append(backlog, settle=False)  # a backlog the fold works through
+    env.append(new_change("fay", "WITHDRAW", "analytics"), settle=False)
     (late,) = env.browse("fay")
     decisions = env.decisions_by_event(2, timeout=120)
     assert decisions[late]["analytics"] in {"consent_state_stale", "not_granted_at_event_time"}
@@ -169,8 +167,7 @@ def test_router_killed_and_restarted_loses_and_leaks_nothing(
     subjects = [f"k{i}" for i in range(40)]
     for i, s in enumerate(subjects):
         if i % 2 == 0:
-            env.writer.write(new_change(s, "GRANT", "partner_sharing", "client-01"))
-    env.writer.flush()
+            env.append(new_change(s, "GRANT", "partner_sharing", "client-01"))
     first = env.start_router()
     events: dict[str, str] = {}
     for round_ in range(5):

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consentgate.consent.writer import new_change
 from tests.integration.conftest import EnvFactory
+from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import RouterEnv
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,7 @@ def _setup(env: RouterEnv, events: int, tag: str) -> dict[str, int]:
     """Consent for SUBJECTS subjects, then ``events`` browsing events; event id -> subject no."""
     for i in range(SUBJECTS):
         for purpose, recipient in _grants(i):
-            env.writer.write(new_change(f"{tag}{i}", "GRANT", purpose, recipient))
-    env.writer.flush()
+            env.append(new_change(f"{tag}{i}", "GRANT", purpose, recipient))
     now = datetime.now(UTC)
     ids: dict[str, int] = {}
     records = []

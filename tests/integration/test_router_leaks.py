@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
-from consentgate.consent.writer import new_change
 from consentgate.router.partitioner import partition_for
+from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import RouterEnv, wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,13 +53,14 @@ def test_retraction_never_precedes_data_it_retracts(router_env: RouterEnv) -> No
     before = env.browse("dana", 3)
     env.decisions_by_event(3)
     withdraw = new_change("dana", "WITHDRAW", "partner_sharing", "client-01")
-    env.raw(env.changes, [(b"dana", env.serde.encode(withdraw))])  # the log only, for now
+    env.stop_fold()  # the fold is down: consent.changes has the withdrawal, the state not
+    env.append(withdraw, settle=False)
     during: list[str] = []
     for _ in range(8):  # 3.2 s of events while the view still holds the grant
         during += env.browse("dana", 2)
         time.sleep(0.4)
-    env.writer.write(withdraw)  # the fold catches up: consent.state shows the withdrawal
-    env.writer.flush()
+    env.start_fold()  # the fold catches up: consent.state shows the withdrawal
+    env.consents.wait_visible("dana", [withdraw.change_id])
     after = env.browse("dana", 2)
     decisions = env.decisions_by_event(len(before) + len(during) + len(after))
     sink = env.plan.partner_topic("client-01")
@@ -192,10 +193,10 @@ def test_withdrawal_on_another_partition_than_its_subject_is_dead_lettered(
     producer = Producer({"bootstrap.servers": env.bootstrap})
     producer.produce(env.changes, env.serde.encode(withdraw), b"ivy", wrong)
     assert producer.flush(30) == 0
-    letters = [env.serde.decode(m.value()).value for m in env.read(env.dlq, expected=1)]
-    assert len(letters) == 1
+    letters = [env.serde.decode(m.value()).value for m in env.read(env.dlq, expected=2)]
+    letters = [letter for letter in letters if letter["stage"] == "consent"]  # the router's
+    assert len(letters) == 1  # (the fold dead-letters it too, stage "fold")
     assert letters[0]["error_type"] == "Misrouted"
-    assert letters[0]["stage"] == "consent"
     assert withdraw.change_id in letters[0]["reason"]
     # the changes partition goes on: a withdrawal of a subject who lives there is retracted
     other = next(

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consentgate.consent.writer import new_change
 from tests.integration.conftest import EnvFactory
+from tests.integration.consent_harness import new_change
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,9 @@ def test_router_on_a_backlog_decides_every_record(router_env_factory: EnvFactory
     env = router_env_factory(partitions=PARTITIONS)
     subjects = [f"s{attempt}-{i}" for i in range(SUBJECTS)]
     for i, s in enumerate(subjects):
-        env.writer.write(new_change(s, "GRANT", "partner_sharing", "client-02"))
+        env.append(new_change(s, "GRANT", "partner_sharing", "client-02"))
         if i % 3 == 0:
-            env.writer.write(new_change(s, "GRANT", "analytics"))
-    env.writer.flush()
+            env.append(new_change(s, "GRANT", "analytics"))
     now = datetime.now(UTC)
     events: dict[str, str] = {}
     records = []

@@ -61,6 +61,7 @@ from consentgate.models.consent import (
     PurposeId,
     RecipientId,
 )
+from consentgate.policy.model import Policy
 
 __all__ = [
     "Accepted",
@@ -70,6 +71,7 @@ __all__ = [
     "GrantBody",
     "TcfBody",
     "WithdrawalBody",
+    "changelog_ready",
     "create_app",
 ]
 
@@ -542,12 +544,39 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = api
+    _document_policy_names(app, service.policy)
     app.add_middleware(_CountRequests, counter=api.metrics.requests)
     _add_error_handlers(app, api)
     _add_change_routes(app)
     _add_signal_routes(app)
     _add_read_routes(app)
     return app
+
+
+def _document_policy_names(app: FastAPI, policy: Policy) -> None:
+    """List the policy's purposes and recipients as ``enum`` in the OpenAPI document.
+
+    The bodies validate only the id patterns; the service refuses names the policy does
+    not declare (422 ``rejected``). The document says which names exist, so that clients and
+    schema-driven fuzzers know the valid values.
+    """
+    purposes = sorted(policy.purposes)
+    recipients = [r.id for r in policy.recipients]
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = generate().get("components", {}).get("schemas", {})
+            for name in (GrantBody.__name__, WithdrawalBody.__name__):
+                properties = schemas.get(name, {}).get("properties", {})
+                if "purpose" in properties:
+                    properties["purpose"]["enum"] = purposes
+                for branch in properties.get("recipient", {}).get("anyOf", []):
+                    if branch.get("type") == "string" and recipients:
+                        branch["enum"] = recipients
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented hook
 
 
 def _add_error_handlers(app: FastAPI, api: _Api) -> None:

@@ -5,8 +5,8 @@ Tokens come from the environment: ``CONSENTGATE_API_TOKEN`` (required) and
 cluster from ``CONSENTGATE_BOOTSTRAP``. SIGTERM or SIGINT stops it gracefully: requests in
 flight are answered, then the changelog is flushed and closed.
 
-Exit codes: 0 stopped; 1 the server could not start (e.g. the port is taken); 78 refused to
-start (no token, an unusable token, no cluster, an invalid policy).
+Exit codes: 0 stopped; 3 the server could not start (uvicorn's startup failure, e.g. the port
+is taken); 78 refused to start (no token, an unusable token, no cluster, an invalid policy).
 """
 
 from __future__ import annotations
@@ -117,8 +117,10 @@ def _serve(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         server.run()
-    except SystemExit as exc:  # uvicorn's startup failure (e.g. the port is taken)
-        return exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # uvicorn's startup failure (e.g. the port is taken): exit 3
+        code = exc.code if isinstance(exc.code, int) else 3
+        log.error("consent API could not start (exit %d)", code)
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
         changelog.close()

@@ -90,7 +90,8 @@ def register(subparsers: Any) -> None:
     fold.add_argument("--batch", type=int, default=1000, help="changes per batch at most")
     fold.set_defaults(handler=_fold)
 
-    from consentgate.consent import api_cli, importer_cli
+    # these two import this module's options: registered last, imported here
+    from consentgate.consent import api_cli, importer_cli  # noqa: PLC0415
 
     importer_cli.register(sub)
     api_cli.register(sub)
@@ -239,7 +240,7 @@ def render_state(state: SubjectState) -> dict[str, Any]:
                     for i in timeline.intervals(purpose, recipient)
                 ],
             }
-            for purpose, recipient in timeline.keys()
+            for purpose, recipient in timeline.keys()  # noqa: SIM118  # not a dict
         ],
         changes=[c.model_dump(mode="json") for c in record.changes],
     )
@@ -266,7 +267,7 @@ def _print_state(state: SubjectState) -> None:
 
 
 def _fold(args: argparse.Namespace) -> int:
-    from consentgate.consent.fold_run import run_fold
+    from consentgate.consent.fold_run import run_fold  # noqa: PLC0415  # faust: import on use
 
     settings = Settings()
     if not settings.bootstrap:

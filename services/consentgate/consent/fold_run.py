@@ -62,7 +62,9 @@ def run_fold(config: FoldConfig, policy_path: Path, *, loglevel: str = "info") -
         partitions,
         policy.defaults.history_horizon_days,
     )
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

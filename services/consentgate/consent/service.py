@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from consentgate.consent import tcf
 from consentgate.consent.changelog import ChangeLog, Receipt
 from consentgate.consent.gpc import gpc_keys
 from consentgate.consent.requests import ChangeRequest, MonotonicClock, Rejected, to_change
@@ -82,8 +83,6 @@ class ConsentService:
         actor: str | None = None,
     ) -> list[ConsentChange]:
         """The grants and withdrawals a TCF v2.2 TC string records (TcfError if invalid)."""
-        from consentgate.consent import tcf
-
         states = tcf.grant_states(tcf.decode(tc_string), self.policy)
         if not states:
             raise Rejected("the TC string covers no grant key of the policy", path="tc_string")

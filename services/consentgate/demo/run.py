@@ -3,10 +3,12 @@
 1. find or start a cluster (the local JVM broker by default);
 2. create the case's topics (a fresh ``.demo-<time>`` suffix per run) and a generated policy
    with 38 client companies;
-3. write consent for 74,878 students (7,983 never consent to partner sharing) through the
-   consent writer, and produce their browsing events and decline-probability scores;
+3. start the consent fold, write consent for 74,878 students (7,983 never consent to partner
+   sharing) through the consent service's write path, and wait until consent-state holds it;
+   then produce their browsing events and decline-probability scores;
 4. start a router worker and wait for every event to be decided, showing progress;
-5. withdraw one student's consent and show the retraction in that partner's topic;
+5. withdraw one student's partner sharing and wait for each partner's retraction, with its
+   latency from the withdrawal (the demo fails if one does not appear);
 6. run the independent audit and print its report.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -31,11 +34,16 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
 )
 
 from consentgate.cluster import open_cluster
-from consentgate.consent.writer import ConsentWriter, new_change
-from consentgate.demo.case import CaseSpec, generate
+from consentgate.consent.changelog import ChangeLog
+from consentgate.consent.requests import ChangeRequest
+from consentgate.consent.service import ConsentService
+from consentgate.consent.state_reader import StateReader
+from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate.models.consent import ConsentAction, ConsentChange
 from consentgate.ops.audit import AuditTopics, run_audit
 from consentgate.policy import load_policy
+from consentgate.router.outputs import HEADER
 from consentgate.serde import Serde
 from consentgate.settings import Settings
 
@@ -86,29 +94,36 @@ def run_demo(options: DemoOptions) -> int:
         topics = _create_topics(conf, plan, options.partitions)
         _say(f"[2/6] {len(topics)} topics created; policy {policy_path}")
         serde = Serde.from_settings(settings)
-        writer = ConsentWriter(
-            cluster.bootstrap,
-            serde=serde,
-            settings=settings,
-            changes_topic=plan.changes_topic,
-            state_topic=plan.state_topic,
-        )
-        _say(f"[3/6] consent and events for {options.students:,} students")
-        spec = CaseSpec(
-            students=options.students, partners=plan.partners, never_shared=options.never_shared
-        )
-        data = generate(
-            spec,
-            writer,
-            settings.producer_config(cluster.bootstrap),
-            browsing_topic=plan.browsing_topic,
-            scores_topic=plan.scores_topic,
-            serde=serde,
-            progress=_say,
-        )
-        _say("[4/6] router")
-        router, log_path, port = _start_router(cluster.bootstrap, policy_path, plan, workdir)
+        policy = load_policy(policy_path)
+        changelog = ChangeLog(conf, plan.changes_topic, serde)
+        service = ConsentService(policy, changelog)
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            _say(f"[3/6] consent and events for {options.students:,} students")
+            fold_group = f"demo-fold-{workdir.name}"
+            procs.append(_start_fold(cluster.bootstrap, policy_path, plan, workdir, fold_group))
+            spec = CaseSpec(
+                students=options.students,
+                partners=plan.partners,
+                never_shared=options.never_shared,
+            )
+            rng = random.Random(spec.seed)  # noqa: S311 - reproducible test data
+            data = write_consent(spec, service, rng, progress=_say)
+            _wait_folded(conf, fold_group, plan.changes_topic, procs[0], workdir / "fold.log")
+            produce_events(
+                spec,
+                data,
+                rng,
+                settings.producer_config(cluster.bootstrap),
+                after=datetime.now(UTC),
+                browsing_topic=plan.browsing_topic,
+                scores_topic=plan.scores_topic,
+                serde=serde,
+                progress=_say,
+            )
+            _say("[4/6] router")
+            router, log_path, port = _start_router(cluster.bootstrap, policy_path, plan, workdir)
+            procs.append(router)
             loaded, took = _route_all(
                 conf,
                 f"demo-router-{workdir.name}",
@@ -117,14 +132,16 @@ def run_demo(options: DemoOptions) -> int:
                 log_path,
                 port,
             )
-            _withdraw_one(conf, writer, plan)
+            latencies = _withdraw_one(conf, service, serde, plan)
         finally:
-            router.send_signal(signal.SIGTERM)
-            router.wait(30)
+            for proc in reversed(procs):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+            changelog.close()
         _say("[6/6] independent audit")
         report = run_audit(
             conf,
-            load_policy(policy_path),
+            policy,
             serde,
             AuditTopics(plan.changes_topic, plan.decisions_topic, plan.dlq_topic),
             progress=lambda m: _say(f"      {m}"),
@@ -135,6 +152,7 @@ def run_demo(options: DemoOptions) -> int:
             "events": data.events,
             "consent_view_load_s": round(loaded, 1),
             "events_per_s": round(data.events / took),
+            "retraction_latency_ms": latencies,
             "audit_ok": report.ok,
         }
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -187,18 +205,121 @@ def _route_all(  # noqa: PLR0917 - one private call site
     return loaded, took
 
 
-def _withdraw_one(conf: dict[str, Any], writer: ConsentWriter, plan: PolicyPlan) -> None:
-    _say("[5/6] withdrawal: student-00001 withdraws sharing with every partner")
-    timeline = writer.timelines.get("student-00001")
+def _wait_folded(
+    conf: dict[str, Any], group: str, topic: str, fold: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    """Until the fold has committed past every change in ``topic`` (consent-state holds it)."""
+    total = _count(conf, topic)
+    t0 = time.monotonic()
+    last = -1
+    while (done := _committed(conf, group, [topic])) < total:
+        if fold.poll() is not None:
+            raise RuntimeError(f"consent fold exited {fold.returncode}; see {log_path}")
+        if done != last and time.monotonic() - t0 > 1:
+            _say(f"  consent fold: {done:,}/{total:,} changes in consent-state")
+            last = done
+        time.sleep(1.0)
+    took = time.monotonic() - t0
+    _say(f"  consent fold: all {total:,} changes in consent-state ({took:.1f} s after the last)")
+
+
+def _withdraw_one(
+    conf: dict[str, Any], service: ConsentService, serde: Serde, plan: PolicyPlan
+) -> dict[str, float]:
+    """student-00001 withdraws partner sharing with each partner it granted; waits for each
+    retraction and returns its latency (ms) from the withdrawal's recorded time."""
+    subject = "student-00001"
+    _say(f"[5/6] withdrawal: {subject} withdraws sharing with every partner")
+    reader = StateReader(conf, plan.state_topic, serde)
+    try:
+        timeline = reader.read(subject).timeline
+    finally:
+        reader.close()
     keys = timeline.keys() if timeline is not None else ()
     partners = sorted({r for p, r in keys if p == "partner_sharing" and r})
-    for partner in partners:
-        writer.write(new_change("student-00001", "WITHDRAW", "partner_sharing", partner))
-    writer.flush()
-    time.sleep(2.0)
-    for partner in partners:
+    changes = [
+        service.change(
+            ChangeRequest(
+                subject_id=subject,
+                action=ConsentAction.WITHDRAW,
+                purpose="partner_sharing",
+                recipient=partner,
+                method="WEB_FORM",
+            ),
+            actor="demo",
+        )
+        for partner in partners
+    ]
+    service.record(changes)
+    latencies: dict[str, float] = {}
+    for partner, change in zip(partners, changes, strict=True):
         topic = plan.partner_topic(partner)
-        _say(f"      {topic}: retraction written ({_count(conf, topic):,} records)")
+        written = _retraction(conf, topic, change, timeout=60)
+        if written is None:
+            raise RuntimeError(f"no retraction of {subject} in {topic} within 60 s")
+        latency = (written - change.recorded_time).total_seconds() * 1000
+        latencies[partner] = round(latency, 1)
+        _say(f"      {topic}: retraction written {latency:,.0f} ms after the withdrawal")
+    if not partners:
+        _say(f"      {subject} shares with no partner: nothing to retract")
+    return latencies
+
+
+def _retraction(
+    conf: dict[str, Any], topic: str, change: ConsentChange, timeout: float
+) -> datetime | None:
+    """When the retraction citing ``change`` was written to ``topic`` (None: not in time)."""
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": f"consentgate-demo-retraction-{time.time_ns()}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    wanted = change.change_id.encode()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() is not None or msg.value() is not None:
+                    continue
+                if dict(msg.headers() or ()).get(HEADER.CONSENT_CHANGE) == wanted:
+                    return datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
+        return None
+    finally:
+        consumer.close()
+
+
+def _start_fold(
+    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path, group: str
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        *("consent", "fold", "--policy", str(policy), "--group", group, "--web-port", "8071"),
+        *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
+        *("--dlq-topic", plan.dlq_topic),
+    ]
+    return _spawn(cmd, bootstrap, workdir / "fold.log")
+
+
+def _spawn(args: list[str], bootstrap: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """``consentgate ARGS`` as a child process logging to ``log_path``."""
+    env = {
+        **os.environ,
+        "CONSENTGATE_BOOTSTRAP": bootstrap,
+        "CONSENTGATE_PSEUDONYM_MASTER_KEY": os.environ.get(
+            "CONSENTGATE_PSEUDONYM_MASTER_KEY", DEMO_MASTER_KEY
+        ),
+    }
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "consentgate", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> list[str]:
@@ -225,9 +346,6 @@ def _start_router(
     port = 6067
     log_path = workdir / "router.log"
     cmd = [
-        sys.executable,
-        "-m",
-        "consentgate",
         "router",
         "--policy",
         str(policy),
@@ -239,17 +357,7 @@ def _start_router(
         "10",
         *plan.router_topic_args(),
     ]
-    env = {
-        **os.environ,
-        "CONSENTGATE_BOOTSTRAP": bootstrap,
-        "CONSENTGATE_PSEUDONYM_MASTER_KEY": os.environ.get(
-            "CONSENTGATE_PSEUDONYM_MASTER_KEY", DEMO_MASTER_KEY
-        ),
-    }
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return proc, log_path, port
+    return _spawn(cmd, bootstrap, log_path), log_path, port
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
