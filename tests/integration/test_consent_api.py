@@ -42,10 +42,13 @@ VISIBLE_TIMEOUT = 120.0
 
 
 class ApiProcess:
-    """``consentgate consent serve`` as a subprocess, logging to ``workdir/api-N.log``."""
+    """``consentgate consent serve`` as a subprocess, logging to ``workdir/api-N.log``: the
+    API only (``--no-fold``; the env runs the fold), or with ``fold=True`` serve's own fold
+    child (group ``<env's fold group>-serve``, its health port in ``fold_port``)."""
 
-    def __init__(self, env: ConsentEnv, index: int) -> None:
+    def __init__(self, env: ConsentEnv, index: int, *, fold: bool = False) -> None:
         self.port = free_port()
+        self.fold_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = env.workdir / f"api-{index}.log"
         cmd = [
@@ -62,6 +65,12 @@ class ApiProcess:
             env.changes,
             "--state-topic",
             env.state,
+            *(
+                ("--dlq-topic", env.dlq, "--fold-group", f"{env.fold_group}-serve")
+                if fold
+                else ("--no-fold",)
+            ),
+            *("--fold-web-port", str(self.fold_port)),
         ]
         environ = {
             **os.environ,

@@ -1,4 +1,9 @@
-"""``consentgate consent serve``: the consent service's HTTP API (uvicorn).
+"""``consentgate consent serve``: the consent service's HTTP API (uvicorn) and its fold.
+
+By default serve also runs the consent fold (``consentgate consent fold``) as a supervised
+child process (consent/fold_child.py: restarted when it dies, serve stops when it refuses
+to start). ``--no-fold`` runs the API only: for several API replicas beside a fold deployed
+on its own (folds may run side by side too: each partition has one fenced writer).
 
 Tokens come from the environment: ``CONSENTGATE_API_TOKEN`` (required) and
 ``CONSENTGATE_API_OPERATOR_TOKEN`` (optional: the backdating path of withdrawals); the
@@ -21,6 +26,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from consentgate.consent.changelog import ChangeLog
+from consentgate.consent.fold_child import FoldChild, fold_command
 from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader
 from consentgate.errors import ConsentgateError
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 CHANGES = "consent.changes.v1"
 STATE = "consent.state.v1"
+DLQ = "consentgate.dlq.v1"
 GRACEFUL_SECONDS = 40
 """How long a stop waits for requests in flight (an append waits up to 35 s for its ack)."""
 
@@ -58,6 +65,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy file")
     serve.add_argument("--changes-topic", default=CHANGES)
     serve.add_argument("--state-topic", default=STATE)
+    serve.add_argument("--dlq-topic", default=DLQ, help="the fold's dead letters")
+    serve.add_argument(
+        "--no-fold", dest="fold", action="store_false", help="the API only (no fold child)"
+    )
+    serve.add_argument("--fold-group", default="consentgate-fold", help="the fold's group id")
+    serve.add_argument(
+        "--fold-web-port", type=int, default=8071, help="the fold's /healthz /readyz /metrics"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -115,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn stops gracefully on SIGTERM/SIGINT and then re-raises the signal with the
     # handler it found: make that one harmless for SIGTERM so the changelog is closed below.
     previous = signal.signal(signal.SIGTERM, _stopped)
+    fold = _start_fold(args, server) if args.fold else None
     try:
         server.run()
     except SystemExit as exc:  # uvicorn's startup failure (e.g. the port is taken): exit 3
@@ -123,9 +139,29 @@ def _serve(args: argparse.Namespace) -> int:
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if fold is not None:
+            fold.stop()
         changelog.close()
         log.info("consent API stopped")
-    return 0
+    return EXIT_CONFIG if fold is not None and fold.refused else 0
+
+
+def _start_fold(args: argparse.Namespace, server: Any) -> FoldChild:
+    command = fold_command(
+        policy=str(args.policy),
+        changes_topic=args.changes_topic,
+        state_topic=args.state_topic,
+        dlq_topic=args.dlq_topic,
+        group=args.fold_group,
+        web_port=args.fold_web_port,
+    )
+
+    def refused() -> None:
+        server.should_exit = True  # uvicorn's own stop flag: serve exits 78 below
+
+    fold = FoldChild(command, on_refused=refused)
+    fold.start()
+    return fold
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
