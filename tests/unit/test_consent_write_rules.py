@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from consentgate.consent.fold import ERASED_BASE, PartitionFold, RawChange
 from consentgate.consent.gpc import gpc_keys
-from consentgate.consent.requests import ChangeRequest, MonotonicClock, Rejected, to_change
+from consentgate.consent.requests import (
+    CHANGE_ID_PATTERN,
+    ChangeRequest,
+    MonotonicClock,
+    Rejected,
+    to_change,
+)
+from consentgate.consent.service import derived_id
 from consentgate.models.consent import ConsentAction, ConsentChange, ConsentTimeline
 from consentgate.router.partitioner import partition_for
 from consentgate.serde import Serde
@@ -69,6 +77,35 @@ def test_a_backdated_withdrawal_needs_the_operator_path_and_a_reason() -> None:
     )
     change = to_change(reasoned, policy=POLICY, recorded_time=NOW, operator=True, actor="op")
     assert change.effective_time == past and change.actor == "op"
+
+
+def test_backdating_stops_at_the_history_horizon() -> None:
+    horizon = POLICY.defaults.history_horizon
+    reason = "ticket 43: withdrawn by letter"
+    inside = req(
+        action="WITHDRAW",
+        purpose="analytics",
+        effective_time=NOW - horizon + timedelta(seconds=1),
+        backdate_reason=reason,
+    )
+    assert to_change(inside, policy=POLICY, recorded_time=NOW, operator=True)
+    beyond = req(
+        action="WITHDRAW",
+        purpose="analytics",
+        effective_time=NOW - horizon - timedelta(seconds=1),
+        backdate_reason=reason,
+    )
+    with pytest.raises(Rejected, match="history horizon") as exc:
+        to_change(beyond, policy=POLICY, recorded_time=NOW, operator=True)
+    assert exc.value.path == "effective_time"
+
+
+def test_an_effective_time_without_a_utc_equivalent_is_rejected_not_a_crash() -> None:
+    extreme = datetime.fromisoformat("0001-01-01T00:00:00+14:00")
+    request = req(action="WITHDRAW", purpose="analytics", effective_time=extreme)
+    with pytest.raises(Rejected, match="out of range") as exc:
+        to_change(request, policy=POLICY, recorded_time=NOW, operator=True)
+    assert exc.value.path == "effective_time"
 
 
 def test_unknown_purposes_and_recipients_are_rejected() -> None:
@@ -205,3 +242,21 @@ def test_an_erasure_leaves_a_marker_until_the_horizon_passes_it() -> None:
     assert aged.sweep(later, [b"s1"]).writes == {b"s1": None}  # past it: a tombstone
     tombstoned = _fold(serde, base={b"s1": ERASED_BASE})
     assert tombstoned.timeline(b"s1") is None
+
+
+@pytest.mark.parametrize(
+    ("base", "purpose", "recipient"),
+    [
+        ("gpc-1", "analytics", None),
+        ("c" * 128, "partner_sharing", "client-01"),
+        ("c" * 128, "p" * 64, "r" * 64),
+    ],
+)
+def test_signal_change_ids_are_valid_stable_and_distinct(
+    base: str, purpose: str, recipient: str | None
+) -> None:
+    ids = {derived_id(base, purpose, recipient), derived_id(base, purpose, "other")}
+    assert len(ids) == 2
+    assert derived_id(base, purpose, recipient) in ids  # a retry derives the same id
+    for change_id in ids:
+        assert re.fullmatch(CHANGE_ID_PATTERN, change_id), change_id

@@ -125,6 +125,7 @@ class PartitionFold:
                 continue
             result.applied += 1
             self._store(key, trim(updated, before), before, result)
+        self._encode(result)
         return result
 
     def sweep(self, now: datetime, keys: Iterable[bytes]) -> FoldResult:
@@ -135,16 +136,21 @@ class PartitionFold:
             timeline = self.timeline(key)
             if timeline is not None and timeline.erased:
                 self._store(key, timeline, before, result)
+        self._encode(result)
         return result
 
     def _store(self, key: bytes, timeline: Timeline, before: datetime, result: FoldResult) -> None:
+        """Keep the subject's new timeline (None: a tombstone); encoded once per batch."""
         erased_at = timeline.erased_at
-        if timeline.erased and erased_at is not None and erased_at < before:
-            self._timelines[key] = None
-            result.writes[key] = None
-        else:
-            self._timelines[key] = timeline
-            result.writes[key] = self.serde.encode(timeline.record)
+        gone = timeline.erased and erased_at is not None and erased_at < before
+        self._timelines[key] = None if gone else timeline
+        result.writes[key] = None  # placeholder, in first-touch order: see _encode
+
+    def _encode(self, result: FoldResult) -> None:
+        """The state record of every subject the batch touched, from its final timeline."""
+        for key in result.writes:
+            timeline = self._timelines[key]
+            result.writes[key] = None if timeline is None else self.serde.encode(timeline.record)
 
     def _change(self, record: RawChange, result: FoldResult) -> ConsentChange | None:
         def reject(error_type: str, reason: str) -> None:

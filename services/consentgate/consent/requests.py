@@ -106,7 +106,10 @@ def to_change(
     the rules refuse it. ``operator`` opens the backdating path (with a reason)."""
     action = request.action
     _check_names(request, policy)
-    effective = recorded_time if request.effective_time is None else _ms(request.effective_time)
+    try:
+        effective = recorded_time if request.effective_time is None else _ms(request.effective_time)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 has no UTC datetime
+        raise Rejected("effective_time is out of range", path="effective_time") from None
     if effective > recorded_time + MAX_FUTURE:
         raise Rejected("effective_time is more than a year ahead", path="effective_time")
     if effective < recorded_time:
@@ -123,6 +126,13 @@ def to_change(
             )
         if request.backdate_reason is None:
             raise Rejected("a backdated change needs a backdate_reason", path="backdate_reason")
+        if effective < recorded_time - policy.defaults.history_horizon:
+            raise Rejected(
+                "a change cannot be backdated beyond the history horizon "
+                f"({policy.defaults.history_horizon_days} days): "
+                "the fold keeps no history that old",
+                path="effective_time",
+            )
     elif action is ConsentAction.ERASE and effective > recorded_time:
         raise Rejected("an erasure takes effect when it is recorded", path="effective_time")
     if request.backdate_reason is not None and effective >= recorded_time:

@@ -12,6 +12,7 @@ if any), so a retried signal is a retry of each of its changes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from consentgate.consent.requests import ChangeRequest, MonotonicClock, Rejected
 from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMethod
 from consentgate.policy.model import Policy
 
-__all__ = ["ConsentService"]
+__all__ = ["ConsentService", "derived_id"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ConsentService:
                 action=ConsentAction.GRANT if granted else ConsentAction.WITHDRAW,
                 purpose=purpose,
                 recipient=recipient,
-                change_id=f"{base}.{purpose}.{recipient or '_'}",
+                change_id=derived_id(base, purpose, recipient),
             )
             changes.append(
                 to_change(
@@ -127,3 +128,19 @@ class ConsentService:
     def record(self, changes: Sequence[ConsentChange], timeout: float = 35.0) -> list[Receipt]:
         """Append ``changes`` to consent-changes; returns once every one is acknowledged."""
         return self.changelog.append(changes, timeout)
+
+
+MAX_CHANGE_ID = 128
+
+
+def derived_id(base: str, purpose: str, recipient: str | None) -> str:
+    """The change id of one key of a signal (GPC, TCF) with change id ``base``: the same for
+    a retry; ``base`` replaced by its hash where the whole would exceed 128 characters."""
+    tail = f".{purpose}.{recipient or '_'}"
+    whole = base + tail
+    if len(whole) <= MAX_CHANGE_ID:
+        return whole
+    hashed = "h" + hashlib.sha256(base.encode()).hexdigest()[:32] + tail
+    if len(hashed) <= MAX_CHANGE_ID:
+        return hashed
+    return "h" + hashlib.sha256(whole.encode()).hexdigest()  # very long purpose and recipient
