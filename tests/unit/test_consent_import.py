@@ -4,7 +4,6 @@ derived change ids and the summary; with a fake changelog (no Kafka)."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ import pytest
 from consentgate.cli import build_parser, main
 from consentgate.consent.changelog import AppendError, ChangeLog, Receipt
 from consentgate.consent.importer import (
-    ImportClock,
     Importer,
     ImportSummary,
     ImportUsageError,
@@ -87,7 +85,7 @@ def _importer(
     changelog: FakeChangeLog | None = None, max_in_flight: int = 50_000
 ) -> tuple[Importer, FakeChangeLog]:
     log = changelog or FakeChangeLog()
-    service = ConsentService(POLICY, log, ImportClock())
+    service = ConsentService(POLICY, log)
     return Importer(service, actor="import:tester", max_in_flight=max_in_flight), log
 
 
@@ -302,28 +300,6 @@ def test_derived_change_ids_are_deterministic_per_file_content(tmp_path: Path) -
     assert ids == [c.change_id for c in again.submitted]
     assert len(set(ids)) == 2
     assert not set(ids) & {c.change_id for c in edited.submitted}  # other content, other ids
-
-
-def test_one_subjects_rows_keep_file_order_without_running_ahead() -> None:
-    clock = ImportClock()
-    start = datetime.now(UTC)
-    times: dict[str, list[datetime]] = {}
-    for i in range(20_000):  # 5,000 subjects x 4 rows, as fast as it goes
-        subject = f"s{i % 5000}"
-        clock.expect(subject)
-        times.setdefault(subject, []).append(clock.now())
-    burst = []
-    for _ in range(10):  # one subject, 10 rows in a millisecond or so
-        clock.expect("busy")
-        burst.append(clock.now())
-    unnamed = clock.now()  # no subject: after every time handed out
-    end = datetime.now(UTC)
-    for mine in [*times.values(), burst]:
-        assert all(a < b for a, b in itertools.pairwise(mine))  # the file's order
-        assert min(mine) >= start - timedelta(milliseconds=1)
-    # a MonotonicClock would be >= 20 s ahead after 20,000 calls; this one follows the wall
-    assert max(max(m) for m in times.values()) <= end + timedelta(milliseconds=10)
-    assert unnamed > max(burst)
 
 
 def test_summary_render_and_exit_codes(tmp_path: Path) -> None:

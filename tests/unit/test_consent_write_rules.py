@@ -131,11 +131,33 @@ def test_an_erasure_is_effective_when_recorded() -> None:
         )
 
 
-def test_the_clock_never_repeats_a_millisecond() -> None:
+def test_the_clock_never_repeats_a_millisecond_for_a_subject() -> None:
     clock = MonotonicClock()
-    stamps = [clock.now() for _ in range(2000)]
+    stamps = [clock.now("s1") for _ in range(2000)]
     assert all(a < b for a, b in itertools.pairwise(stamps))
     assert all(t.microsecond % 1000 == 0 for t in stamps)
+    unnamed = [clock.now() for _ in range(10)]  # no subject: after everything handed out
+    assert stamps[-1] < unnamed[0] and all(a < b for a, b in itertools.pairwise(unnamed))
+
+
+def test_the_clock_keeps_each_subjects_order_without_running_ahead() -> None:
+    clock = MonotonicClock()
+    start = datetime.now(UTC)
+    times: dict[str, list[datetime]] = {}
+    for i in range(20_000):  # 5,000 subjects x 4 changes, as fast as it goes
+        subject = f"s{i % 5000}"
+        times.setdefault(subject, []).append(clock.now(subject))
+    end = datetime.now(UTC)
+    for mine in times.values():
+        assert all(a < b for a, b in itertools.pairwise(mine))
+        assert min(mine) >= start - timedelta(milliseconds=1)
+    # strictly increasing across subjects, 20,000 calls would be >= 20 s ahead of the wall
+    assert max(max(m) for m in times.values()) <= end + timedelta(milliseconds=10)
+    # and a grant scheduled a second from now is not taken for a backdated one
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    request = req(action="GRANT", purpose="analytics", effective_time=at)
+    change = to_change(request, policy=POLICY, recorded_time=clock.now("s1"))
+    assert change.effective_time > change.recorded_time
 
 
 def test_gpc_withdraws_the_keys_of_the_sinks_that_honour_it() -> None:

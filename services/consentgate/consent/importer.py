@@ -28,7 +28,6 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -38,7 +37,7 @@ from confluent_kafka import KafkaException
 from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from consentgate.consent.changelog import AppendError, Receipt
-from consentgate.consent.requests import ChangeRequest, MonotonicClock
+from consentgate.consent.requests import ChangeRequest
 from consentgate.consent.service import ConsentService
 from consentgate.errors import ConsentgateError, ValidationError
 
@@ -46,7 +45,6 @@ __all__ = [
     "COLUMNS",
     "REQUIRED",
     "Format",
-    "ImportClock",
     "ImportSummary",
     "ImportUsageError",
     "Importer",
@@ -74,7 +72,6 @@ REQUIRED = ("subject_id", "action")
 
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _KNOWN = frozenset(COLUMNS)
-_MS = timedelta(milliseconds=1)
 _PROGRESS_EVERY = 2048
 _GC_THRESHOLD = (100_000, 50, 100)
 """Collector thresholds during an import. Every row allocates a few dozen objects, and the
@@ -252,57 +249,6 @@ class _CsvRecords:
             yield number, raw, {k: v for k, v in zip(header, values, strict=True) if v}
 
 
-# -- the clock --------------------------------------------------------------------------------
-
-
-class ImportClock(MonotonicClock):
-    """The service clock of an import: UTC wall time at ms, strictly increasing per subject.
-
-    :class:`MonotonicClock` is strictly increasing across all calls, so at import rates
-    (many changes per millisecond) it runs ahead of the wall clock by up to 1 ms per change:
-    after a million rows, changes would be recorded (and withdrawals take effect) a quarter
-    of an hour late. Only the changes of one subject need distinct recorded times (their
-    order in the subject's timeline is the file's order), so this clock keeps them apart
-    per subject, and otherwise never goes backwards. ``expect`` names the subject of the
-    next ``now``; without one, ``now`` is later than every time handed out so far. Not
-    thread-safe (the import is one thread).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._subject: str | None = None
-        self._wall = datetime.min.replace(tzinfo=UTC)  # latest wall time seen
-        self._ahead = self._wall  # latest time handed out
-        self._seen: dict[str, datetime] = {}
-
-    def expect(self, subject_id: str) -> None:
-        self._subject = subject_id
-
-    def now(self) -> datetime:
-        subject, self._subject = self._subject, None
-        if subject is None:  # after everything handed out, as a MonotonicClock would be
-            t = super().now()
-            if t <= self._ahead:
-                t = self._ahead + _MS
-            self._ahead = t
-            return t
-        t = datetime.now(UTC)
-        t = t.replace(microsecond=t.microsecond - t.microsecond % 1000)
-        if t > self._wall:
-            self._wall = t
-        else:
-            t = self._wall  # the wall clock stepped back: hold
-        if t > self._ahead:
-            self._seen.clear()  # every time handed out is behind t
-            self._ahead = t
-        last = self._seen.get(subject)
-        if last is not None and t <= last:
-            t = last + _MS
-            self._ahead = max(self._ahead, t)
-        self._seen[subject] = t
-        return t
-
-
 # -- the import -------------------------------------------------------------------------------
 
 
@@ -448,7 +394,6 @@ class _Run:
         service = importer.service
         self.change_of = service.change
         self.submit = service.changelog.submit
-        self.clock = service.clock if isinstance(service.clock, ImportClock) else None
         self.actor = importer.actor
         self.ack_timeout = importer.ack_timeout
         self.limit = importer.max_in_flight
@@ -473,8 +418,6 @@ class _Run:
             path, reason = _pydantic_reason(exc)
             self.reject(row, raw, "invalid", path, reason)
             return
-        if self.clock is not None:
-            self.clock.expect(request.subject_id)
         try:
             change = self.change_of(request, actor=self.actor, operator=False)
         except ValidationError as exc:  # Rejected, by the rules of to_change

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from consentgate.consent.changelog import ChangeLog
 from consentgate.consent.cli import CHANGES, _kafka
-from consentgate.consent.importer import ImportClock, Importer, ImportUsageError, detect_format
+from consentgate.consent.importer import Importer, ImportUsageError, detect_format
 from consentgate.consent.service import ConsentService
 from consentgate.policy.load import load_policy
 from consentgate.router.config import DEFAULT_POLICY
@@ -91,7 +91,7 @@ def _import(args: argparse.Namespace) -> int:
     changelog = ChangeLog(
         kafka, args.changes_topic, Serde.from_settings(SerdeSettings()), linger_ms=LINGER_MS
     )
-    service = ConsentService(policy, changelog, ImportClock())
+    service = ConsentService(policy, changelog)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     importer = Importer(
         service,

@@ -43,6 +43,7 @@ __all__ = [
 
 CHANGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_FUTURE = timedelta(days=366)
+_MS = timedelta(milliseconds=1)
 """How far ahead a change may be scheduled (a typo in a year is rejected, not stored)."""
 
 CallerMethod = Literal["WEB_FORM", "API", "IMPORT", "CLI"]
@@ -76,19 +77,44 @@ class ChangeRequest(pydantic.BaseModel):
 
 
 class MonotonicClock:
-    """UTC wall clock at millisecond precision, strictly increasing across calls."""
+    """The service's clock: UTC wall time at millisecond precision, strictly increasing per
+    subject, and never ahead of the wall clock for long. Thread-safe.
+
+    ``now(subject)`` is later than every time handed out to that subject before (the order
+    of one subject's changes from one writer is the order they were made in: two of them
+    never tie), and otherwise the wall clock: at many changes per millisecond it does not
+    run ahead (a clock strictly increasing across all subjects gains 1 ms per change, so a
+    withdrawal would take effect seconds late and a grant sent with the caller's "now"
+    would look backdated). ``now()`` without a subject is later than every time handed out.
+    A wall clock stepping back is held at its latest reading.
+    """
 
     def __init__(self) -> None:
-        self._last = datetime.min.replace(tzinfo=UTC)
+        self._wall = datetime.min.replace(tzinfo=UTC)  # latest wall reading
+        self._ahead = self._wall  # latest time handed out
+        self._seen: dict[str, datetime] = {}  # subjects given a time > the wall, or = it
         self._lock = threading.Lock()
 
-    def now(self) -> datetime:
+    def now(self, subject: str | None = None) -> datetime:
         with self._lock:
             t = datetime.now(UTC)
             t = t.replace(microsecond=t.microsecond - t.microsecond % 1000)
-            if t <= self._last:
-                t = self._last + timedelta(milliseconds=1)
-            self._last = t
+            if t > self._wall:
+                self._wall = t
+            else:
+                t = self._wall  # the wall clock stepped back (or the same millisecond)
+            if subject is None and t <= self._ahead:
+                t = self._ahead + _MS
+            if t > self._ahead:
+                self._seen.clear()  # every time handed out is behind t
+                self._ahead = t
+            if subject is None:
+                return t
+            last = self._seen.get(subject)
+            if last is not None and t <= last:
+                t = last + _MS
+                self._ahead = max(self._ahead, t)
+            self._seen[subject] = t
             return t
 
 

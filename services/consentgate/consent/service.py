@@ -44,7 +44,7 @@ class ConsentService:
         change = to_change(
             request,
             policy=self.policy,
-            recorded_time=self.clock.now(),
+            recorded_time=self.clock.now(request.subject_id),
             actor=actor,
             operator=operator,
         )
@@ -101,7 +101,7 @@ class ConsentService:
         actor: str | None,
         tcf: str | None = None,
     ) -> list[ConsentChange]:
-        recorded = self.clock.now()
+        recorded = self.clock.now(subject_id)
         base = change_id or str(uuid.uuid4())
         changes = []
         for (purpose, recipient), granted in states:
