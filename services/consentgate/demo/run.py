@@ -3,12 +3,14 @@
 1. find or start a cluster (the local JVM broker by default);
 2. create the case's topics (a fresh ``.demo-<time>`` suffix per run) and a generated policy
    with 38 client companies;
-3. start the consent fold, write consent for 74,878 students (7,983 never consent to partner
-   sharing) through the consent service's write path, and wait until consent-state holds it;
-   then produce their browsing events and decline-probability scores;
+3. start the consent service (``consentgate consent serve``: the HTTP API and its fold
+   child), write consent for 74,878 students (7,983 never consent to partner sharing)
+   through the service's write path in this process (as a bulk import does), and wait until
+   consent-state holds it; then produce their browsing events and decline-probability
+   scores;
 4. start a router worker and wait for every event to be decided, showing progress;
-5. withdraw one student's partner sharing and wait for each partner's retraction, with its
-   latency from the withdrawal (the demo fails if one does not appear);
+5. withdraw one student's partner sharing through the HTTP API and wait for each partner's
+   retraction, with its latency from the request (the demo fails if one does not appear);
 6. run the independent audit and print its report.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,12 +38,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
 
 from consentgate.cluster import open_cluster
 from consentgate.consent.changelog import ChangeLog
-from consentgate.consent.requests import ChangeRequest
 from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader
 from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
-from consentgate.models.consent import ConsentAction, ConsentChange
 from consentgate.ops.audit import AuditTopics, run_audit
 from consentgate.policy import load_policy
 from consentgate.router.outputs import HEADER
@@ -50,6 +51,9 @@ from consentgate.settings import Settings
 __all__ = ["DemoOptions", "run_demo"]
 
 DEMO_MASTER_KEY = "demo-only-master-key-not-a-secret"
+API_PORT = 8070
+FOLD_PORT = 8071
+ROUTER_PORT = 6067
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,9 @@ def run_demo(options: DemoOptions) -> int:
         try:
             _say(f"[3/6] consent and events for {options.students:,} students")
             fold_group = f"demo-fold-{workdir.name}"
-            procs.append(_start_fold(cluster.bootstrap, policy_path, plan, workdir, fold_group))
+            token = os.environ.get("CONSENTGATE_API_TOKEN") or secrets.token_urlsafe(24)
+            serve = _start_serve(cluster.bootstrap, policy_path, plan, workdir, fold_group, token)
+            procs.append(serve)
             spec = CaseSpec(
                 students=options.students,
                 partners=plan.partners,
@@ -109,7 +115,14 @@ def run_demo(options: DemoOptions) -> int:
             )
             rng = random.Random(spec.seed)  # noqa: S311 - reproducible test data
             data = write_consent(spec, service, rng, progress=_say)
-            _wait_folded(conf, fold_group, plan.changes_topic, procs[0], workdir / "fold.log")
+            _wait_committed(
+                conf,
+                fold_group,
+                plan.changes_topic,
+                serve,
+                workdir / "serve.log",
+                "consent fold: changes in consent-state",
+            )
             produce_events(
                 spec,
                 data,
@@ -132,7 +145,16 @@ def run_demo(options: DemoOptions) -> int:
                 log_path,
                 port,
             )
-            latencies = _withdraw_one(conf, service, serde, plan)
+            _wait_committed(
+                conf,
+                f"demo-router-{workdir.name}",
+                plan.changes_topic,
+                router,
+                log_path,
+                "router: consent changes read",
+            )
+            _wait_ready(API_PORT, serve, workdir / "serve.log", "consent API")
+            latencies = _withdraw_one(conf, token, serde, plan)
         finally:
             for proc in reversed(procs):
                 proc.send_signal(signal.SIGTERM)
@@ -187,7 +209,7 @@ def _route_all(  # noqa: PLR0917 - one private call site
     commit with its offsets); (load seconds, route seconds)."""
     events = sum(_count(conf, t) for t in sources)  # raw topics: plain producers, no markers
     started = time.monotonic()
-    _wait_ready(port, router, log_path)
+    _wait_ready(port, router, log_path, "router")
     loaded = time.monotonic() - started
     _say(f"      consent view loaded in {loaded:.1f} s")
     t0 = time.monotonic()
@@ -205,31 +227,38 @@ def _route_all(  # noqa: PLR0917 - one private call site
     return loaded, took
 
 
-def _wait_folded(
-    conf: dict[str, Any], group: str, topic: str, fold: subprocess.Popen[bytes], log_path: Path
+def _wait_committed(  # noqa: PLR0917 - private, two call sites
+    conf: dict[str, Any],
+    group: str,
+    topic: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    what: str,
 ) -> None:
-    """Until the fold has committed past every change in ``topic`` (consent-state holds it)."""
+    """Until ``group`` has committed past every record in ``topic`` (for the fold: consent-
+    state holds every change; for the router: every change is read and settled)."""
     total = _count(conf, topic)
     t0 = time.monotonic()
     last = -1
     while (done := _committed(conf, group, [topic])) < total:
-        if fold.poll() is not None:
-            raise RuntimeError(f"consent fold exited {fold.returncode}; see {log_path}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited {proc.returncode}; see {log_path}")
         if done != last and time.monotonic() - t0 > 1:
-            _say(f"  consent fold: {done:,}/{total:,} changes in consent-state")
+            _say(f"      {what}: {done:,}/{total:,}")
             last = done
         time.sleep(1.0)
     took = time.monotonic() - t0
-    _say(f"  consent fold: all {total:,} changes in consent-state ({took:.1f} s after the last)")
+    _say(f"      {what}: all {total:,} (waited {took:.1f} s)")
 
 
 def _withdraw_one(
-    conf: dict[str, Any], service: ConsentService, serde: Serde, plan: PolicyPlan
+    conf: dict[str, Any], token: str, serde: Serde, plan: PolicyPlan
 ) -> dict[str, float]:
-    """student-00001 withdraws partner sharing with each partner it granted; waits for each
-    retraction and returns its latency (ms) from the withdrawal's recorded time."""
+    """student-00001 withdraws partner sharing with each partner it granted, one HTTP
+    request each to the consent API; waits for each retraction and returns its latency (ms)
+    from the moment its request was sent."""
     subject = "student-00001"
-    _say(f"[5/6] withdrawal: {subject} withdraws sharing with every partner")
+    _say(f"[5/6] withdrawal: {subject} withdraws sharing with every partner (HTTP API)")
     reader = StateReader(conf, plan.state_topic, serde)
     try:
         timeline = reader.read(subject).timeline
@@ -237,38 +266,48 @@ def _withdraw_one(
         reader.close()
     keys = timeline.keys() if timeline is not None else ()
     partners = sorted({r for p, r in keys if p == "partner_sharing" and r})
-    changes = [
-        service.change(
-            ChangeRequest(
-                subject_id=subject,
-                action=ConsentAction.WITHDRAW,
-                purpose="partner_sharing",
-                recipient=partner,
-                method="WEB_FORM",
-            ),
-            actor="demo",
+    sent: list[tuple[str, datetime, str]] = []
+    for partner in partners:
+        at = datetime.now(UTC)
+        body = {"purpose": "partner_sharing", "recipient": partner, "method": "WEB_FORM"}
+        (receipt,) = _post(f"/v1/subjects/{subject}/withdrawals", body, token)["changes"]
+        _say(
+            f"      POST withdrawal {partner}: change {receipt['change_id']} at "
+            f"{receipt['topic']}[{receipt['partition']}]@{receipt['offset']}"
         )
-        for partner in partners
-    ]
-    service.record(changes)
+        sent.append((partner, at, receipt["change_id"]))
     latencies: dict[str, float] = {}
-    for partner, change in zip(partners, changes, strict=True):
+    for partner, at, change_id in sent:
         topic = plan.partner_topic(partner)
-        written = _retraction(conf, topic, change, timeout=60)
+        written = _retraction(conf, topic, change_id, timeout=60)
         if written is None:
             raise RuntimeError(f"no retraction of {subject} in {topic} within 60 s")
-        latency = (written - change.recorded_time).total_seconds() * 1000
+        latency = (written - at).total_seconds() * 1000
         latencies[partner] = round(latency, 1)
-        _say(f"      {topic}: retraction written {latency:,.0f} ms after the withdrawal")
+        _say(f"      {topic}: retraction written {latency:,.0f} ms after the request")
     if not partners:
         _say(f"      {subject} shares with no partner: nothing to retract")
     return latencies
 
 
+def _post(path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+    """POST JSON to the demo's consent API; the decoded answer (raises on an HTTP error)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{API_PORT}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        answer: dict[str, Any] = json.load(response)
+    return answer
+
+
 def _retraction(
-    conf: dict[str, Any], topic: str, change: ConsentChange, timeout: float
+    conf: dict[str, Any], topic: str, change_id: str, timeout: float
 ) -> datetime | None:
-    """When the retraction citing ``change`` was written to ``topic`` (None: not in time)."""
+    """When the retraction citing ``change_id`` was written to ``topic`` (None: not in
+    time)."""
     consumer = Consumer(
         {
             **conf,
@@ -279,7 +318,7 @@ def _retraction(
         }
     )
     consumer.subscribe([topic])
-    wanted = change.change_id.encode()
+    wanted = change_id.encode()
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -293,21 +332,27 @@ def _retraction(
         consumer.close()
 
 
-def _start_fold(
-    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path, group: str
+def _start_serve(  # noqa: PLR0917 - one private call site
+    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path, fold_group: str, token: str
 ) -> subprocess.Popen[bytes]:
+    """``consentgate consent serve``: the consent API and its fold child (group
+    ``fold_group``), logging to ``workdir/serve.log``."""
     cmd = [
-        *("consent", "fold", "--policy", str(policy), "--group", group, "--web-port", "8071"),
+        *("consent", "serve", "--policy", str(policy), "--port", str(API_PORT)),
         *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
-        *("--dlq-topic", plan.dlq_topic),
+        *("--dlq-topic", plan.dlq_topic, "--fold-group", fold_group),
+        *("--fold-web-port", str(FOLD_PORT)),
     ]
-    return _spawn(cmd, bootstrap, workdir / "fold.log")
+    return _spawn(cmd, bootstrap, workdir / "serve.log", {"CONSENTGATE_API_TOKEN": token})
 
 
-def _spawn(args: list[str], bootstrap: str, log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``consentgate ARGS`` as a child process logging to ``log_path``."""
     env = {
         **os.environ,
+        **(extra_env or {}),
         "CONSENTGATE_BOOTSTRAP": bootstrap,
         "CONSENTGATE_PSEUDONYM_MASTER_KEY": os.environ.get(
             "CONSENTGATE_PSEUDONYM_MASTER_KEY", DEMO_MASTER_KEY
@@ -343,7 +388,7 @@ def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> l
 def _start_router(
     bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], Path, int]:
-    port = 6067
+    port = ROUTER_PORT
     log_path = workdir / "router.log"
     cmd = [
         "router",
@@ -360,11 +405,11 @@ def _start_router(
     return _spawn(cmd, bootstrap, log_path), log_path, port
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"router exited {proc.returncode}; see {log_path}")
+            raise RuntimeError(f"{what} exited {proc.returncode}; see {log_path}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
@@ -372,4 +417,4 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> Non
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"router not ready after 300 s; see {log_path}")
+    raise RuntimeError(f"{what} not ready after 300 s; see {log_path}")
