@@ -95,3 +95,15 @@ def consent_env_factory(
 @pytest.fixture
 def consent_env(consent_env_factory: ConsentEnvFactory) -> ConsentEnv:
     return consent_env_factory()
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """pytest's ``record_property``. Under ``--junitxml`` with the xunit2 family (no
+    per-test properties there; its warning is an error in this suite) the properties go to
+    the same place, ``node.user_properties``, without the warning."""
+    xunit2 = request.config.getini("junit_family") == "xunit2"
+    if getattr(request.config.option, "xmlpath", None) and xunit2:
+        return lambda name, value: request.node.user_properties.append((name, value))
+    recorder: Callable[[str, object], None] = request.getfixturevalue("record_property")
+    return recorder

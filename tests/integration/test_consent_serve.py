@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.api_harness import ApiProcess
 from tests.integration.consent_harness import ConsentEnv
-from tests.integration.test_consent_api import ApiProcess, wait_timeline
+from tests.integration.test_consent_api import wait_timeline
 
 pytestmark = pytest.mark.integration
 
