@@ -29,6 +29,7 @@ from consentgate.router.config import DEFAULT_POLICY
 from consentgate.router.partitioner import partition_for
 from tests.integration.api_harness import OPERATOR, TOKEN, ApiProcess
 from tests.integration.consent_harness import ConsentEnv
+from tests.unit.tcf_encode import encode
 
 pytestmark = pytest.mark.integration
 
@@ -245,6 +246,42 @@ def test_a_retried_request_with_the_same_change_id_is_applied_once(
     state = env.wait_visible(who, [*ids, after.json()["changes"][0]["change_id"]], VISIBLE_TIMEOUT)
     assert state.timeline is not None
     assert state.timeline.record.version == 2 + len(ids) + 1
+
+
+def test_tc_strings_valid_malformed_and_of_unknown_versions(
+    api: ApiProcess, env: ConsentEnv
+) -> None:
+    who = subject("tcf")
+    refused = {
+        "malformed": "not a tc string",
+        "truncated": encode(purpose_consents=frozenset({1, 8, 9}))[:6],
+        "version 1": encode(version=1),
+        "TCF v2.0 (policy version 2)": encode(policy_version=2),
+    }
+    for name, tc in refused.items():
+        response = api.post(f"/v1/subjects/{who}/tcf", {"tc_string": tc})
+        assert response.status_code == 422, (name, response.text)
+        (error,) = response.json()["detail"]
+        assert error["loc"][:2] == ["body", "tc_string"], (name, error)
+
+    tc = encode(purpose_consents=frozenset({1, 3, 4, 8, 9}), vendor_consents=frozenset({9001}))
+    response = api.post(f"/v1/subjects/{who}/tcf", {"tc_string": tc, "change_id": f"cmp-{who}"})
+    assert response.status_code == 202, response.text
+    receipts = response.json()["changes"]
+    actions = {(r["purpose"], r["recipient"]): r["action"] for r in receipts}
+    assert actions[("analytics", None)] == "GRANT"
+    assert actions[("partner_sharing", "kaede-trading")] == "GRANT"  # vendor 9001
+    assert actions[("partner_sharing", "minato-bank")] == "WITHDRAW"  # 9003: no consent
+    ids = [r["change_id"] for r in receipts]
+    state = env.wait_visible(who, ids, VISIBLE_TIMEOUT)
+    assert state.timeline is not None
+    record = state.timeline.record
+    # one partition, folded in log order: a refused string appended before would be here
+    assert {c.change_id for c in record.changes} == set(ids)
+    assert {c.method.value for c in record.changes} == {"TCF"}
+    assert {c.tcf_string for c in record.changes} == {tc}
+    assert state.timeline.intervals("partner_sharing", "kaede-trading")
+    assert not state.timeline.intervals("partner_sharing", "minato-bank")
 
 
 def accepted_changes(api: ApiProcess) -> float:
