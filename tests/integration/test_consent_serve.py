@@ -4,14 +4,17 @@ folded into consent-state by serve's own fold child, a fold killed with SIGKILL 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from consentgate.consent.fold_child import FoldChild
 from tests.integration.api_harness import ApiProcess
 from tests.integration.consent_harness import ConsentEnv
 from tests.integration.test_consent_api import wait_timeline
@@ -108,3 +111,32 @@ def test_serve_stops_when_its_fold_refuses_to_start(consent_env: ConsentEnv) -> 
         api.stop()
     assert code == 78, api.tail()
     assert "consent fold refused to start" in api.log.read_text()
+
+
+def test_the_fold_child_is_restarted_until_it_stops_on_purpose(tmp_path: Path) -> None:
+    """Exit 70 (or a kill) restarts it with backoff; exit 0 ends the supervision; exit 78
+    calls ``on_refused`` once and is not retried. (No broker: a stand-in command.)"""
+    runs = tmp_path / "runs"
+    script = (
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(runs)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "sys.exit(int(sys.argv[1]) if n >= 3 else 70)\n"
+    )
+    for final, refusals in ((0, 0), (78, 1)):
+        runs.unlink(missing_ok=True)
+        refused: list[bool] = []
+        child = FoldChild(
+            [sys.executable, "-c", script, str(final)],
+            on_refused=functools.partial(refused.append, True),
+        )
+        child.start()
+        deadline = time.monotonic() + 60
+        while child._thread.is_alive():
+            assert time.monotonic() < deadline, "supervision did not end"
+            time.sleep(0.1)
+        assert runs.read_text() == "3", "two failures restarted, the third run final"
+        assert child.restarts == 2
+        assert len(refused) == refusals and child.refused is bool(refusals)
+        assert child.stop() == final
