@@ -99,10 +99,12 @@ class FoldShell:
             else:
                 self.skipped.inc()
         now = datetime.now(UTC)
-        for partition, records in by_partition.items():
-            fold = self.writer.ensure(partition)
-            result = fold.fold(records, now)
-            self.writer.write(partition, result)
+        results = {
+            partition: self.writer.ensure(partition).fold(records, now)
+            for partition, records in by_partition.items()
+        }
+        self.writer.write(results)  # committed (or FoldFailed) before the batch is acked
+        for result in results.values():
             self.folded.inc(result.applied)
             self.duplicates.inc(result.duplicates)
             self.rejected.inc(len(result.rejected))

@@ -9,8 +9,10 @@ On the first batch of consent-changes partition N this process handles, ``ensure
 2. reads consent-state partition N, read_committed, to its end offset (the fold's own
    committed writes), as the base of a :class:`PartitionFold`.
 
-``write(N, result)`` writes a batch's state records (to partition N, explicitly) and dead
-letters in one transaction and returns once it is committed; any Kafka error raises
+``write({N: result, ...})`` writes a batch's state records (to partition N, explicitly) and
+dead letters in one transaction per partition, commits those transactions side by side (one
+broker round trip for the batch, not one per partition) and returns once every one is
+committed; any Kafka error raises
 :class:`FoldFailed`, and the caller stops without acknowledging the batch: the records are
 folded again after the restart (harmlessly: the fold is idempotent). A fenced producer is
 a replica that lost the partition; it stops the same way.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +76,7 @@ class FoldWriter:
         self._ends = EndOffsetPoller(self.kafka_config, topics.state)
         self._producers: dict[int, Producer] = {}
         self.folds: dict[int, PartitionFold] = {}
+        self._commits = ThreadPoolExecutor(max(1, partitions), thread_name_prefix="fold-commit")
 
     def ensure(self, partition: int) -> PartitionFold:
         fold = self.folds.get(partition)
@@ -121,22 +125,35 @@ class FoldWriter:
         )
         return fold
 
-    def write(self, partition: int, result: FoldResult) -> None:
-        """Commit ``result``'s state records and dead letters in one transaction."""
-        if not result.writes and not result.rejected:
-            return
-        producer = self._producers[partition]
+    def write(self, results: Mapping[int, FoldResult]) -> None:
+        """Commit each partition's state records and dead letters in one transaction; the
+        transactions commit concurrently. Returns once all are committed (FoldFailed if any
+        is not: then nothing of the batch may be acknowledged)."""
         now = datetime.now(UTC)
-        try:
-            producer.begin_transaction()
-            for key, value in result.writes.items():
-                self._produce(producer, self.topics.state, key, value, partition)
-            for rejection in result.rejected:
-                letter = self._dead_letter(partition, rejection, now)
-                self._produce(producer, self.topics.dead_letters, rejection.record.key, letter)
-            producer.commit_transaction(30.0)
-        except KafkaException as exc:
-            raise FoldFailed(f"consent partition {partition}: state write failed: {exc}") from exc
+        commits: dict[int, Future[None]] = {}
+        failure: FoldFailed | None = None
+        for partition, result in results.items():
+            if not result.writes and not result.rejected:
+                continue
+            producer = self._producers[partition]
+            try:
+                producer.begin_transaction()
+                for key, value in result.writes.items():
+                    self._produce(producer, self.topics.state, key, value, partition)
+                for rejection in result.rejected:
+                    letter = self._dead_letter(partition, rejection, now)
+                    self._produce(producer, self.topics.dead_letters, rejection.record.key, letter)
+            except KafkaException as exc:
+                failure = failure or _failed(partition, exc)
+                break
+            commits[partition] = self._commits.submit(producer.commit_transaction, 30.0)
+        for partition, commit in commits.items():  # wait for every one, even after a failure
+            try:
+                commit.result()
+            except KafkaException as exc:
+                failure = failure or _failed(partition, exc)
+        if failure is not None:
+            raise failure
 
     def _produce(
         self,
@@ -196,4 +213,9 @@ class FoldWriter:
 
     def close(self) -> None:
         self.drop(set(self._producers))
+        self._commits.shutdown(wait=True)
         self._view.close()
+
+
+def _failed(partition: int, exc: KafkaException) -> FoldFailed:
+    return FoldFailed(f"consent partition {partition}: state write failed: {exc}")
