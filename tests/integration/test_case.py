@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 PARTNERS = partner_ids(38)
 
 
+@pytest.mark.timeout(2400)  # 245k consent changes through the fold, then 82k events: minutes
 def test_the_case_end_to_end(router_env_factory: EnvFactory) -> None:
     env = router_env_factory(partners=PARTNERS, score_partners=PARTNERS[:3])
     spec = CaseSpec(partners=PARTNERS)

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from consentgate.consent.changelog import ChangeLog
-from consentgate.consent.fold_app import FoldConfig
-from consentgate.consent.fold_writer import FoldTopics
+from consentgate.consent.fold_config import FoldConfig, FoldTopics
 from consentgate.consent.requests import ChangeRequest, Rejected
 from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader, SubjectState

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,28 +38,14 @@ from prometheus_client import (
 )
 
 from consentgate.consent.fold import RawChange
-from consentgate.consent.fold_writer import FoldTopics, FoldWriter
+from consentgate.consent.fold_config import FoldConfig
+from consentgate.consent.fold_writer import FoldWriter
 
 __all__ = ["EXIT_FOLD_FAILED", "FoldConfig", "FoldShell", "build_app"]
 
 log = logging.getLogger(__name__)
 
 EXIT_FOLD_FAILED = 70
-
-
-@dataclass(frozen=True, slots=True)
-class FoldConfig:
-    bootstrap: str
-    topics: FoldTopics
-    group: str = "consentgate-fold"
-    instance_id: str | None = None
-    batch: int = 1000
-    within: float = 0.01
-    session_timeout: float = 10.0
-    commit_interval: float = 0.5
-    web_host: str = "127.0.0.1"
-    web_port: int = 0
-    credentials: Any = None
 
 
 class FoldShell:

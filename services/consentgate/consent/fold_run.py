@@ -14,7 +14,8 @@ from pathlib import Path
 import faust
 from confluent_kafka.admin import AdminClient
 
-from consentgate.consent.fold_app import FoldConfig, FoldShell, build_app, serve_health
+from consentgate.consent.fold_app import FoldShell, build_app, serve_health
+from consentgate.consent.fold_config import FoldConfig
 from consentgate.consent.fold_writer import FoldWriter
 from consentgate.errors import ConfigError, ConsentgateError
 from consentgate.ops.topics import check_copartitioned

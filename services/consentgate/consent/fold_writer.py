@@ -24,33 +24,26 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
 from consentgate.consent.fold import ERASED_BASE, FoldResult, PartitionFold, Rejection
+from consentgate.consent.fold_config import FoldTopics
 from consentgate.errors import ConsentgateError
 from consentgate.models.records import DeadLetter
 from consentgate.router.offsets import EndOffsetPoller
 from consentgate.router.view import ConsentView
 from consentgate.serde import Serde
 
-__all__ = ["FoldFailed", "FoldTopics", "FoldWriter"]
+__all__ = ["FoldFailed", "FoldWriter"]
 
 log = logging.getLogger(__name__)
 
 
 class FoldFailed(ConsentgateError):
     """A batch could not be committed; nothing of it may be acknowledged."""
-
-
-@dataclass(frozen=True, slots=True)
-class FoldTopics:
-    changes: str = "consent.changes.v1"
-    state: str = "consent.state.v1"
-    dead_letters: str = "consentgate.dlq.v1"
 
 
 class FoldWriter:
