@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consentgate.settings import Settings
 
@@ -81,3 +81,30 @@ def consume_all(
     finally:
         consumer.close()
     return out
+
+
+def read_at(
+    bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 60.0
+) -> Message:
+    """The record at ``topic[partition]@offset`` (read_committed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"cg-read-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            assert msg.offset() == offset, (msg.offset(), offset)
+            return msg
+        raise AssertionError(f"nothing at {topic}[{partition}]@{offset}")
+    finally:
+        consumer.close()

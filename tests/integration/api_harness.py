@@ -3,11 +3,7 @@ with known tokens, and an HTTP client for it."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -15,6 +11,7 @@ import httpx
 
 from tests.integration.consent_harness import ConsentEnv
 from tests.integration.probe import free_port
+from tests.integration.service_process import ServiceProcess
 
 __all__ = ["AUTH", "OPERATOR", "TOKEN", "ApiProcess"]
 
@@ -23,63 +20,41 @@ OPERATOR = "it-operator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class ApiProcess:
+class ApiProcess(ServiceProcess):
     """``consentgate consent serve`` as a subprocess, logging to ``workdir/api-N.log``: the
     API only (``--no-fold``; the env runs the fold), or with ``fold=True`` serve's own fold
     child (group ``<env's fold group>-serve``, its health port in ``fold_port``)."""
 
+    name = "API"
+
     def __init__(
         self, env: ConsentEnv, index: int, *, fold: bool = False, operator: bool = True
     ) -> None:
-        self.port = free_port()
+        port = free_port()
         self.fold_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = env.workdir / f"api-{index}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "consentgate",
-            "consent",
-            "serve",
-            "--port",
-            str(self.port),
-            "--policy",
-            str(env.policy_path),
-            "--changes-topic",
-            env.changes,
-            "--state-topic",
-            env.state,
-            *(
-                ("--dlq-topic", env.dlq, "--fold-group", f"{env.fold_group}-serve")
-                if fold
-                else ("--no-fold",)
-            ),
-            *("--fold-web-port", str(self.fold_port)),
-        ]
+        self.url = f"http://127.0.0.1:{port}"
         environ = {
-            **os.environ,
             "CONSENTGATE_BOOTSTRAP": env.bootstrap,
             "CONSENTGATE_API_TOKEN": TOKEN,
             "CONSENTGATE_API_OPERATOR_TOKEN": OPERATOR,
         }
-        if not operator:  # the backdating path closed
-            del environ["CONSENTGATE_API_OPERATOR_TOKEN"]
-        self._log = self.log.open("ab")
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(
+            [
+                *("consent", "serve", "--port", str(port), "--policy", str(env.policy_path)),
+                *("--changes-topic", env.changes, "--state-topic", env.state),
+                *(
+                    ("--dlq-topic", env.dlq, "--fold-group", f"{env.fold_group}-serve")
+                    if fold
+                    else ("--no-fold",)
+                ),
+                *("--fold-web-port", str(self.fold_port)),
+            ],
+            environ,
+            env.workdir / f"api-{index}.log",
+            port,
+            unset=() if operator else ("CONSENTGATE_API_OPERATOR_TOKEN",),  # no backdating
+        )
         self.client = httpx.Client(base_url=self.url, headers=AUTH, timeout=60.0)
-        self.ready = False  # /readyz answered 200 once
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"API exited {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    self.ready = True
-                    return
-            time.sleep(0.3)
-        raise AssertionError(f"API not ready in {timeout} s:\n{self.tail()}")
 
     def post(self, path: str, body: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
         """POST, retrying a 503 with the same body (a retry with the same change id is safe)."""
@@ -91,17 +66,8 @@ class ApiProcess:
         return response
 
     def tail(self, lines: int = 80) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return super().tail(lines)
 
-    def stop(self, timeout: float = 60.0) -> int | None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
+        return super().stop(sig, timeout)

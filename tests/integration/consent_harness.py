@@ -4,10 +4,6 @@ fold``), the write path in-process, and reading consent-state back."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +24,7 @@ from consentgate.models.consent import ConsentAction, ConsentChange
 from consentgate.policy.load import load_policy
 from consentgate.serde import Serde
 from tests.integration.probe import free_port
+from tests.integration.service_process import ServiceProcess
 
 __all__ = ["ConsentEnv", "FoldProcess", "new_change"]
 
@@ -57,8 +54,10 @@ def new_change(
     )
 
 
-class FoldProcess:
+class FoldProcess(ServiceProcess):
     """``consentgate consent fold`` as a subprocess, logging to ``workdir/fold-N.log``."""
+
+    name = "fold"
 
     def __init__(
         self,
@@ -68,46 +67,23 @@ class FoldProcess:
         extra: list[str] | None = None,
     ) -> None:
         self.env = env
-        self.port = free_port()
-        self.log = env.workdir / f"fold-{index}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "consentgate",
-            "consent",
-            "fold",
-            "--policy",
-            str(env.policy_path),
-            "--changes-topic",
-            env.changes,
-            "--state-topic",
-            env.state,
-            "--dlq-topic",
-            env.dlq,
-            "--group",
-            env.fold_group,
-            "--web-port",
-            str(self.port),
-            *(["--instance-id", instance_id] if instance_id else []),
-            *(extra or []),
-        ]
-        environ = {**os.environ, "CONSENTGATE_BOOTSTRAP": env.bootstrap}
-        self._log = self.log.open("ab")
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
+        port = free_port()
+        super().__init__(
+            [
+                *("consent", "fold", "--policy", str(env.policy_path)),
+                *("--changes-topic", env.changes, "--state-topic", env.state),
+                *("--dlq-topic", env.dlq, "--group", env.fold_group),
+                *("--web-port", str(port)),
+                *(["--instance-id", instance_id] if instance_id else []),
+                *(extra or []),
+            ],
+            {"CONSENTGATE_BOOTSTRAP": env.bootstrap},
+            env.workdir / f"fold-{index}.log",
+            port,
+        )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"fold exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"fold not ready in {timeout} s:\n{self.tail()}")
+    def wait_ready(self, timeout: float = 60.0, every: float = 0.2) -> None:
+        super().wait_ready(timeout, every)
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
@@ -119,21 +95,6 @@ class FoldProcess:
                 if head.split("{")[0] in (name, f"{name}_total"):
                     total += float(value)
         return total
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
 
 
 class ConsentEnv:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +21,7 @@ from consentgate.models.consent import ConsentChange
 from consentgate.serde import Serde
 from tests.integration.consent_harness import ConsentEnv, FoldProcess, new_change
 from tests.integration.probe import free_port
+from tests.integration.service_process import ServiceProcess
 from tests.kafka_helpers import consume_all, produce
 
 MASTER_KEY = "test-master-key-0123456789abcdef"
@@ -42,66 +39,36 @@ def wait_for(fetch: Callable[[], list[Any]], timeout: float = 20.0) -> list[Any]
     raise AssertionError("nothing arrived")
 
 
-class RouterProcess:
+class RouterProcess(ServiceProcess):
     """``consentgate router`` as a subprocess, logging to ``workdir/router-N.log``."""
+
+    name = "router"
 
     def __init__(
         self, env: RouterEnv, args: list[str], index: int, instance_id: str | None = None
     ) -> None:
         self.env = env
-        self.port = free_port()
-        self.log = env.workdir / f"router-{index}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "consentgate",
-            "router",
-            *args,
-            "--web-port",
-            str(self.port),
-            "--instance-id",
-            instance_id or f"r{index}-{self.port}",
-        ]
-        environ = {
-            **os.environ,
-            "CONSENTGATE_BOOTSTRAP": env.bootstrap,
-            "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
-            "CONSENTGATE_STATE_DIR": str(env.workdir / f"state-{index}"),
-        }
-        self._log = self.log.open("wb")
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"router exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"router not ready in {timeout} s:\n{self.tail()}")
+        port = free_port()
+        super().__init__(
+            [
+                "router",
+                *args,
+                *("--web-port", str(port)),
+                *("--instance-id", instance_id or f"r{index}-{port}"),
+            ],
+            {
+                "CONSENTGATE_BOOTSTRAP": env.bootstrap,
+                "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
+                "CONSENTGATE_STATE_DIR": str(env.workdir / f"state-{index}"),
+            },
+            env.workdir / f"router-{index}.log",
+            port,
+            append=False,
+        )
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             return str(r.read().decode())
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
 
 
 class RouterEnv:

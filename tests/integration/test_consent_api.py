@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consentgate.models.consent import ConsentChange
@@ -29,6 +28,7 @@ from consentgate.router.config import DEFAULT_POLICY
 from consentgate.router.partitioner import partition_for
 from tests.integration.api_harness import OPERATOR, TOKEN, ApiProcess
 from tests.integration.consent_harness import ConsentEnv
+from tests.kafka_helpers import read_at
 from tests.unit.tcf_encode import encode
 
 pytestmark = pytest.mark.integration
@@ -86,31 +86,6 @@ def api(api_factory: Callable[[], ApiProcess]) -> ApiProcess:
 
 def subject(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def read_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
-    """The record at ``topic[partition]@offset``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"cg-read-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            assert msg.offset() == offset, (msg.offset(), offset)
-            return msg
-        raise AssertionError(f"nothing at {topic}[{partition}]@{offset}")
-    finally:
-        consumer.close()
 
 
 def wait_timeline(

@@ -35,7 +35,7 @@ from consentgate.models.consent import ConsentChange, ConsentTimeline
 from consentgate.router.partitioner import partition_for
 from tests.integration.api_harness import ApiProcess
 from tests.integration.router_harness import RouterEnv, wait_for
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import produce, read_at
 
 pytestmark = pytest.mark.integration
 
@@ -86,30 +86,6 @@ def _probe(env: RouterEnv, who: str, bystander: str) -> Probe:
         [(str(e["subject_id"]).encode(), env.serde.encode(e, "BrowsingEvent")) for e in events],
     )
     return Probe(str(events[0]["event_id"]), str(events[1]["event_id"]), now, sent)
-
-
-def _read_at(env: RouterEnv, topic: str, partition: int, offset: int) -> Message:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": env.bootstrap,
-            "group.id": f"cg-read-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            assert msg.offset() == offset, (msg.offset(), offset)
-            return msg
-        raise AssertionError(f"nothing at {topic}[{partition}]@{offset}")
-    finally:
-        consumer.close()
 
 
 class StateWatch(threading.Thread):
@@ -222,7 +198,7 @@ def test_an_api_withdrawal_is_enforced_by_the_router_and_retracts(
     )
     assert receipt["topic"] == env.changes
     assert receipt["partition"] == partition_for(who.encode(), env.partitions)
-    msg = _read_at(env, env.changes, receipt["partition"], receipt["offset"])
+    msg = read_at(env.bootstrap, env.changes, receipt["partition"], receipt["offset"], TIMEOUT)
     assert msg.key() == who.encode()
     logged = env.serde.decode_model(msg.value(), ConsentChange)
     assert logged.change_id == change_id
