@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # admin re-exports implicitly
     AdminClient,
     OffsetSpec,
@@ -63,16 +63,30 @@ class EndOffsetPoller:
     def observe(self, partitions: tuple[int, ...] | None = None) -> Observation:
         """One blocking observation (also used at assignment, before loading the view)."""
         parts = self._partitions if partitions is None else partitions
-        observed_at = time.time()
         if not parts:
-            return observed_at, {}
+            return time.time(), {}
+        # A retriable answer (a leader moving, a topic just created) is asked again within
+        # the request timeout; observed_at is taken before the request that answered.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            observed_at = time.time()
+            try:
+                return observed_at, self._list(parts)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = isinstance(error, KafkaError) and error.retriable()
+                if not retriable or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _list(self, parts: tuple[int, ...]) -> dict[int, int]:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated upstream
         futures = self._admin.list_offsets(
             {TopicPartition(self.topic, p): latest for p in parts},
             isolation_level=IsolationLevel.READ_COMMITTED,
             request_timeout=self._timeout,
         )
-        return observed_at, {tp.partition: int(f.result().offset) for tp, f in futures.items()}
+        return {tp.partition: int(f.result().offset) for tp, f in futures.items()}
 
     def drain(self) -> list[Observation]:
         out = []
