@@ -1,13 +1,16 @@
 """Read whole topics, partition by partition, from the beginning to the current end.
 
 No consumer group is joined and nothing is committed: what operators' tools (audit, replay,
-reports) need to see a topic as it is now.
+reports) need to see a topic as it is now. "The beginning" is each partition's low watermark:
+once retention or ``delete_records`` has removed a partition's head, offset 0 is out of range
+and librdkafka's reset would jump to the end, so a read from 0 silently returned nothing.
+``partitions`` limits the read to some partitions (a subject-keyed topic: the subject's one).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -23,9 +26,11 @@ def read_topic(
     *,
     timeout: float = 30.0,
     progress: Callable[[int], None] | None = None,
+    partitions: Iterable[int] | None = None,
 ) -> Iterator[Message]:
-    """Every committed record of ``topic`` present now, partition by partition in offset
-    order (read_committed: records of aborted transactions are skipped)."""
+    """Every committed record of ``topic`` present now (of ``partitions`` only, if given),
+    partition by partition in offset order (read_committed: records of aborted transactions
+    are skipped), from each partition's low watermark."""
     consumer = Consumer(
         {
             **kafka_config,
@@ -35,18 +40,25 @@ def read_topic(
             "fetch.max.bytes": 52428800,
             # the router writes in transactions: an aborted record never happened
             "isolation.level": "read_committed",
+            # the head may be deleted while we read: go on from the new start, not the end
+            "auto.offset.reset": "earliest",
         }
     )
     try:
         meta = consumer.list_topics(topic, timeout=timeout)
         if topic not in meta.topics or meta.topics[topic].error is not None:
             raise ConsentgateError(f"topic {topic} does not exist")
+        present = set(meta.topics[topic].partitions)
+        wanted = present if partitions is None else set(partitions)
+        if not wanted <= present:
+            raise ConsentgateError(f"topic {topic} has no partition {sorted(wanted - present)}")
+        starts: dict[int, int] = {}
         ends: dict[int, int] = {}
-        for p in sorted(meta.topics[topic].partitions):
+        for p in sorted(wanted):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if (high or 0) > (low or 0):
-                ends[p] = int(high or 0)
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+                starts[p], ends[p] = int(low or 0), int(high or 0)
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         todo = set(ends)
         count = 0
         while todo:
