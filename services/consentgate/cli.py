@@ -2,7 +2,8 @@
 
 Each area registers its own sub-commands from a small ``cli`` module exposing
 ``register(subparsers)``; a registered handler takes the parsed namespace and returns the
-process exit code.
+process exit code. The areas are listed here explicitly and each one must import: a missing
+area is an ImportError (and a failing test), never a command that silently disappears.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ _AREAS = (
     "consentgate.ops.topics_cli",
     "consentgate.router.cli",
     "consentgate.consent.cli",
-    "consentgate.ops.cli",
+    "consentgate.ops.audit_cli",
+    "consentgate.ops.replay_cli",
+    "consentgate.ops.retract_cli",
+    "consentgate.ops.report_cli",
+    "consentgate.ops.consume_cli",
     "consentgate.demo.cli",
 )
 
@@ -39,15 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _AREAS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if missing.startswith("consentgate.") and (name + ".").startswith(missing + "."):
-                # area not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ included, so keys land where faust/aiokafka and Java clients put them).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
         conf: dict[str, Any] = {
             "bootstrap.servers": servers,
             "security.protocol": self.security_protocol,
+            # librdkafka's own log through Python logging: one log format for operators
+            "logger": logging.getLogger("librdkafka"),
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consentgate.demo.policygen import PolicyPlan, policy_yaml
 from consentgate.models.consent import ConsentChange
+from consentgate.policy.pseudonym import PseudonymKeys
 from consentgate.serde import Serde
 from tests.integration.consent_harness import ConsentEnv, FoldProcess, new_change
 from tests.integration.probe import free_port
@@ -95,6 +97,8 @@ class RouterEnv:
         self.policy_path = workdir / "policy.yaml"
         self.policy_path.write_text(policy_yaml(plan))
         self.serde = Serde()
+        self.keys = PseudonymKeys(master_key=pydantic.SecretStr(MASTER_KEY))
+        self.produced: list[str] = []  # every event id this env wrote (browse, score)
         self.routers: list[RouterProcess] = []
         self._create_topics()
         self.consents = ConsentEnv(
@@ -234,7 +238,9 @@ class RouterEnv:
             self.plan.browsing_topic,
             ((subject.encode(), self.serde.encode(e, "BrowsingEvent")) for e in events),
         )
-        return [str(e["event_id"]) for e in events]
+        ids = [str(e["event_id"]) for e in events]
+        self.produced += ids
+        return ids
 
     def score(self, subject: str, *, at: datetime | None = None, value: float = 0.7) -> str:
         self.settle()
@@ -251,6 +257,7 @@ class RouterEnv:
             self.plan.scores_topic,
             [(subject.encode(), self.serde.encode(datum, "DerivedScore"))],
         )
+        self.produced.append(str(datum["event_id"]))
         return str(datum["event_id"])
 
     def raw(self, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
@@ -291,11 +298,31 @@ class RouterEnv:
         finally:
             consumer.close()
 
+    def recipient_of(self, topic: str) -> str | None:
+        """The partner a sink topic of this env delivers to (None: a first-party sink)."""
+        for p in self.plan.partners:
+            if topic == self.plan.partner_topic(p):
+                return p
+        for p in self.plan.score_partners:
+            if topic == self.plan.partner_topic(p, "scores"):
+                return p
+        return None
+
     def sink_event_ids(self, topic: str, timeout: float = 10.0) -> list[str]:
+        """The event ids of the records ``topic`` holds, as raw event ids. A partner record
+        carries its recipient-scoped id: mapped back through the ids this env produced (an id
+        that maps to none stays as written, so a comparison with raw ids fails on it)."""
+        recipient = self.recipient_of(topic)
+        back = (
+            {str(self.keys.scoped_event_id(recipient, e)): e for e in self.produced}
+            if recipient is not None
+            else {}
+        )
         ids = []
         for msg in self.read(topic, timeout=timeout):
             if msg.value() is not None:
-                ids.append(str(self.serde.decode(msg.value()).value["evidence"]["event_id"]))
+                written = str(self.serde.decode(msg.value()).value["evidence"]["event_id"])
+                ids.append(back.get(written, written))
         return ids
 
     def retractions(self, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:

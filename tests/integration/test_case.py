@@ -15,6 +15,7 @@ from consentgate.demo.policygen import partner_ids
 from consentgate.ops.audit import AuditTopics, run_audit
 from consentgate.ops.reader import read_topic
 from consentgate.policy import load_policy
+from consentgate.policy.pseudonym import scoped_event_id
 from consentgate.settings import Settings
 from tests.integration.conftest import EnvFactory
 
@@ -58,24 +59,33 @@ def test_the_case_end_to_end(router_env_factory: EnvFactory) -> None:
         settings.kafka_config(env.bootstrap),
         policy,
         env.serde,
-        AuditTopics(changes=env.changes, decisions=env.decisions, dead_letters=env.dlq),
+        AuditTopics(
+            changes=env.changes,
+            decisions=env.decisions,
+            dead_letters=env.dlq,
+            provisions=env.provisions,
+        ),
+        keys=env.keys,
     )
     print(report.render())
     assert report.ok, report.render()
-    assert report.raw_records == data.events
-    assert report.decided == data.events  # every event: one decision with every sink
-    assert sum(report.sink_records[f"partner.{p}.browsing"] for p in PARTNERS) > 0
+    assert report.read["raw_records"] == data.events
+    assert report.read["decisions"] == data.events  # every event: one decision, every sink
+    assert sum(report.sinks[env.plan.partner_topic(p)].records for p in PARTNERS) > 0
 
     # and explicitly: none of the 7,983 appears in any partner topic
     conf = settings.kafka_config(env.bootstrap)
-    source_subject = {}
+    subject_of = {}  # raw event id -> subject
     for msg in read_topic(conf, env.plan.browsing_topic):
-        source_subject[(msg.partition(), msg.offset())] = msg.key().decode()
+        subject_of[str(env.serde.decode(msg.value()).value["event_id"])] = msg.key().decode()
     leaked = 0
-    for p in PARTNERS:
+    for p in PARTNERS:  # partner evidence names the event by its recipient-scoped id
+        key = env.keys.key_for(p)
+        scoped = {str(scoped_event_id(key, e)): s for e, s in subject_of.items()}
         for msg in read_topic(conf, env.plan.partner_topic(p)):
             ev = env.serde.decode(msg.value()).value["evidence"]
-            if source_subject[(ev["source_partition"], ev["source_offset"])] in data.never_shared:
+            assert ev["source_partition"] is None
+            if scoped[str(ev["event_id"])] in data.never_shared:
                 leaked += 1
     assert leaked == 0
     assert router.proc.poll() is None

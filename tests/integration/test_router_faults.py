@@ -58,6 +58,7 @@ def _setup(env: RouterEnv, events: int, tag: str) -> dict[str, int]:
         ids[str(datum["event_id"])] = i
         records.append((f"{tag}{i}".encode(), env.serde.encode(datum, "BrowsingEvent")))
     env.raw(env.plan.browsing_topic, records)
+    env.produced += list(ids)  # so that sink_event_ids maps partner-scoped ids back
     return ids
 
 

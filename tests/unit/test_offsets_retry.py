@@ -38,6 +38,18 @@ def test_a_retriable_error_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> No
     assert observed_at > 0
 
 
+def test_not_leader_without_the_retriable_flag_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka's ListOffsets answer carried NOT_LEADER_FOR_PARTITION with retriable()
+    False (test_router_leaks failed on it through StateReader.read)."""
+    moving = KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+    assert not moving.args[0].retriable()
+    answers = _Answers(moving, {0: 7})
+    assert _poller(monkeypatch, answers).observe((0,))[1] == {0: 7}
+    assert answers.calls == 2
+
+
 def test_a_fatal_error_is_raised_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     denied = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
     answers = _Answers(denied, {0: 7})

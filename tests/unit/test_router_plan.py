@@ -98,7 +98,11 @@ def test_consented_event_reaches_exactly_the_granted_sinks(router: Router) -> No
     assert value["job_id"] == "j-1"
     assert value["subject_key"] == KEYS.pseudonym("acme-corp", "s1")
     assert partner.key == value["subject_key"].encode()
-    assert value["evidence"]["source_offset"] == 7
+    # partner evidence is recipient-scoped (issue 12): no source coordinates, scoped event id
+    assert value["evidence"]["source_offset"] is None
+    assert value["evidence"]["source_partition"] is None
+    (analytics,) = topics["events.browsing.analytics.v1"]
+    assert SERDE.decode(analytics.value).value["evidence"]["source_offset"] == 7
     assert dict(partner.headers)[HEADER.PURPOSE] == b"partner_sharing"
     (decision,) = topics["consentgate.decisions.v1"]
     outcomes = {o["sink"]: o["reason"] for o in SERDE.decode(decision.value).value["outcomes"]}

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re-export
     AdminClient,
@@ -42,8 +43,9 @@ from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader
 from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
-from consentgate.ops.audit import AuditTopics, run_audit
-from consentgate.policy import load_policy
+from consentgate.ops.audit import AuditReport, AuditTopics, run_audit
+from consentgate.ops.audit_html import render_html
+from consentgate.policy import Policy, PseudonymKeys, load_policy
 from consentgate.router.outputs import HEADER
 from consentgate.serde import Serde
 from consentgate.settings import Settings
@@ -51,6 +53,13 @@ from consentgate.settings import Settings
 __all__ = ["DemoOptions", "run_demo"]
 
 DEMO_MASTER_KEY = "demo-only-master-key-not-a-secret"
+
+
+def _master_key() -> str:
+    """The pseudonym master key the demo's router and its audit share."""
+    return os.environ.get("CONSENTGATE_PSEUDONYM_MASTER_KEY", DEMO_MASTER_KEY)
+
+
 API_PORT = 8070
 FOLD_PORT = 8071
 ROUTER_PORT = 6067
@@ -161,14 +170,7 @@ def run_demo(options: DemoOptions) -> int:
                 proc.wait(30)
             changelog.close()
         _say("[6/6] independent audit")
-        report = run_audit(
-            conf,
-            policy,
-            serde,
-            AuditTopics(plan.changes_topic, plan.decisions_topic, plan.dlq_topic),
-            progress=lambda m: _say(f"      {m}"),
-        )
-        _say(report.render())
+        report = _audit(conf, policy, serde, plan, workdir)
         summary = {
             "students": options.students,
             "events": data.events,
@@ -181,6 +183,27 @@ def run_demo(options: DemoOptions) -> int:
         if not options.keep:
             AdminClient(conf).delete_topics(topics)
         return 0 if report.ok else 1
+
+
+def _audit(
+    conf: dict[str, Any], policy: Policy, serde: Serde, plan: PolicyPlan, workdir: Path
+) -> AuditReport:
+    """The independent audit of everything the run wrote; its HTML report in ``workdir``."""
+    report = run_audit(
+        conf,
+        policy,
+        serde,
+        AuditTopics(
+            plan.changes_topic, plan.decisions_topic, plan.dlq_topic, plan.provisions_topic
+        ),
+        keys=PseudonymKeys(master_key=pydantic.SecretStr(_master_key())),
+        progress=lambda m: _say(f"      {m}"),
+    )
+    _say(report.render())
+    html = workdir / "audit.html"
+    html.write_text(render_html(report.to_json()), encoding="utf-8")
+    _say(f"      audit report: {html}")
+    return report
 
 
 def _committed(conf: dict[str, Any], group: str, topics: list[str]) -> int:
@@ -354,9 +377,7 @@ def _spawn(
         **os.environ,
         **(extra_env or {}),
         "CONSENTGATE_BOOTSTRAP": bootstrap,
-        "CONSENTGATE_PSEUDONYM_MASTER_KEY": os.environ.get(
-            "CONSENTGATE_PSEUDONYM_MASTER_KEY", DEMO_MASTER_KEY
-        ),
+        "CONSENTGATE_PSEUDONYM_MASTER_KEY": _master_key(),
     }
     with log_path.open("wb") as log:
         return subprocess.Popen(

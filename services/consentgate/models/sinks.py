@@ -5,6 +5,10 @@ evidence, mirroring ``evidence.avsc``, ``browsing_sink_record.avsc`` and
 Every projectable source field is optional: the projection leaves the fields a sink's
 policy does not list at ``None``. ``subject_key`` is the sink-specific subject key (a
 per-recipient pseudonym, the raw id where the policy allows, or ``None``).
+
+On partner records the evidence identifies the event only within that recipient's records:
+``event_id`` is the recipient-scoped id (``PseudonymKeys.scoped_event_id``) and the source
+partition and offset are ``None``, so that two recipients cannot join their data on them.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ class Evidence(AvroModel):
     consent_method: str | None = None
     policy_version: NonEmptyStr
     source_topic: NonEmptyStr
-    source_partition: Partition
-    source_offset: Offset
-    event_id: uuid.UUID
+    source_partition: Partition | None = None  # null on partner records (recipient-scoped)
+    source_offset: Offset | None = None  # null on partner records
+    event_id: uuid.UUID  # on partner records: the recipient-scoped id (UUIDv8)
     decided_at: Timestamp
 
 

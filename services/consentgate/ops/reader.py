@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from consentgate.errors import ConsentgateError
 
-__all__ = ["read_topic"]
+__all__ = ["read_topic", "watermarks"]
 
 
 def read_topic(
@@ -80,5 +80,24 @@ def read_topic(
                 progress(count)
             if (msg.offset() or 0) + 1 >= ends[partition]:
                 todo.discard(partition)
+    finally:
+        consumer.close()
+
+
+def watermarks(
+    kafka_config: dict[str, Any], topic: str, *, timeout: float = 30.0
+) -> dict[int, tuple[int, int]]:
+    """Partition -> (low, high) watermark of ``topic`` now (ConsentgateError if it is absent).
+    A low watermark above 0 means the partition's head was removed (retention, deleteRecords)."""
+    consumer = Consumer({**kafka_config, "group.id": f"consentgate-marks-{uuid.uuid4().hex[:8]}"})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise ConsentgateError(f"topic {topic} does not exist")
+        out = {}
+        for p in sorted(meta.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            out[p] = (int(low or 0), int(high or 0))
+        return out
     finally:
         consumer.close()

@@ -14,12 +14,19 @@ Keys come from the environment through pydantic-settings, as secrets:
   every derived pseudonym, so rotate per recipient with explicit keys instead.
 Explicit keys win over derived ones. A key shorter than 16 bytes (or missing) is refused:
 pseudonymizing under an empty or guessable key would be a plain hash in disguise.
+
+The same keys scope event ids (:func:`scoped_event_id`): a partner record names its event by
+an id only that recipient's records carry, so two recipients holding the same event cannot
+join on the event id either. The audit recomputes it from this definition, which is fixed:
+the first 16 bytes of HMAC-SHA256(key, ``b"event:"`` + the event id as text, UTF-8), as a
+UUID of version 8 with the RFC 4122 variant (set by hand: Python 3.11's uuid has no v8).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import Iterable, Mapping
 
 import pydantic
@@ -27,10 +34,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consentgate.errors import ConfigError
 
-__all__ = ["MIN_KEY_BYTES", "PseudonymKeys", "PseudonymSettings", "hkdf_sha256"]
+__all__ = [
+    "MIN_KEY_BYTES",
+    "PseudonymKeys",
+    "PseudonymSettings",
+    "hkdf_sha256",
+    "scoped_event_id",
+]
 
 MIN_KEY_BYTES = 16
 _SALT = b"consentgate-pseudonym-v1"
+_EVENT = b"event:"
 
 
 class PseudonymSettings(BaseSettings):
@@ -51,6 +65,15 @@ def hkdf_sha256(secret: bytes, *, salt: bytes, info: bytes, length: int = 32) ->
         out += block
         counter += 1
     return out[:length]
+
+
+def scoped_event_id(key: bytes, event_id: str | uuid.UUID) -> uuid.UUID:
+    """``event_id`` as the holder of ``key`` sees it (see the module docstring): a UUIDv8 of
+    the first 16 bytes of HMAC-SHA256(key, b"event:" + str(event_id) as UTF-8)."""
+    digest = bytearray(hmac.digest(key, _EVENT + str(event_id).encode(), "sha256")[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8 (the high nibble of byte 6)
+    digest[8] = (digest[8] & 0x3F) | 0x80  # variant RFC 4122 (the two high bits of byte 8: 10)
+    return uuid.UUID(bytes=bytes(digest))
 
 
 class PseudonymKeys:
@@ -99,6 +122,12 @@ class PseudonymKeys:
         """HMAC-SHA256(key of ``key_name``, subject id as UTF-8), lowercase hex."""
         key = self._cache.get(key_name) or self.key_for(key_name)
         return hmac.digest(key, subject_id.encode("utf-8"), "sha256").hex()
+
+    def scoped_event_id(self, key_name: str, event_id: str | uuid.UUID) -> uuid.UUID:
+        """The id of event ``event_id`` in the records of ``key_name`` (a recipient id):
+        :func:`scoped_event_id` under that recipient's key."""
+        key = self._cache.get(key_name) or self.key_for(key_name)
+        return scoped_event_id(key, event_id)
 
     def check(self, key_names: Iterable[str]) -> None:
         """Fail fast (ConfigError naming every problem) unless every key is usable."""

@@ -8,6 +8,11 @@ For every raw record exactly one of:
   projected record and, for partner sinks, a provision record (once per subject, recipient
   and day within this process; the provision id is deterministic, so repeats are idempotent).
 
+A partner sink's record carries recipient-scoped identifiers only (see
+:mod:`~consentgate.router.records`): its ``cg-event-id`` header, and its key where the sink
+drops subject ids, are the event's scoped id for that recipient, and it has no ``cg-source``
+header. The decision and the provision keep the real event id and source coordinates.
+
 ``plan`` is the fast path: decisions from :mod:`~consentgate.router.verdicts` (exact per
 window of the timeline) and records spliced from parts (:mod:`~consentgate.router.records`).
 ``plan_uncached`` computes the same plan from scratch: decide_all, the serde on whole
@@ -295,6 +300,7 @@ class Router:
             partition=rec.partition,
             offset=rec.offset,
             now=now,
+            id_field=self._id_field[event.source],
         )
         where = rec.where.encode()
         outputs: list[Output] = []
@@ -332,23 +338,28 @@ class Router:
         remember: bool,
     ) -> None:
         """The allowed sinks' records (and provisions) of ``decisions``, each from its whole
-        value through the serde, with the pseudonym keys themselves."""
+        value through the serde, with the pseudonym keys themselves (partner records: the
+        scoped event id computed from them, no source header)."""
         event, keys = parts.event, self.keys
         schema = self._sink_schema[event.source]
-        event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
         for sink, evidence, skey in _granted(event, decisions, keys):
             value = self.serde.encode(
                 sink_value(parts, sink, evidence, keys, self.policy.version), schema
             )
-            key = skey if skey is not None else event.event_id
+            source: tuple[tuple[str, bytes], ...]
+            if sink.recipient is None:
+                event_id, source = str(event.event_id), ((HEADER.SOURCE, where),)
+            else:
+                event_id, source = str(keys.scoped_event_id(sink.recipient, parts.event_id)), ()
+            key = skey if skey is not None else event_id
             headers = (
                 *self._sink_headers[sink.name],
-                event_header,
+                (HEADER.EVENT_ID, event_id.encode()),
                 self._version_header,
                 (HEADER.CONSENT_CHANGE, evidence.change_id.encode()),
-                (HEADER.SOURCE, where),
+                *source,
             )
-            outputs.append(Output(sink.topic, str(key).encode(), value, headers))
+            outputs.append(Output(sink.topic, key.encode(), value, headers))
             if sink.recipient is not None:
                 provision = self._provision(parts, sink, evidence, skey, False, remember)
                 if provision is not None:
@@ -373,10 +384,19 @@ class Router:
         event_header = (HEADER.EVENT_ID, str(event.event_id).encode())
         source_header = (HEADER.SOURCE, where)
         for a in allowed:
-            sink = a.sink
-            value = records.encode(parts, sink, a.evidence, keys, a.skey, middle=a.middle)
-            headers = (*a.head, event_header, *a.tail, source_header)
-            key = a.key if a.key is not None else str(event.event_id).encode()
+            sink, recipient = a.sink, a.sink.recipient
+            if recipient is None:
+                value = records.encode(parts, sink, a.evidence, keys, a.skey, middle=a.middle)
+                headers = (*a.head, event_header, *a.tail, source_header)
+                key = a.key if a.key is not None else event_header[1]
+            else:  # recipient-scoped: one HMAC per event and recipient (kept in parts)
+                scoped = parts.scoped_id(keys, recipient)
+                value = records.encode(
+                    parts, sink, a.evidence, keys, a.skey, middle=a.middle, scoped=scoped
+                )
+                scoped_id = str(scoped).encode()
+                headers = (*a.head, (HEADER.EVENT_ID, scoped_id), *a.tail)
+                key = a.key if a.key is not None else scoped_id
             outputs.append(Output(sink.topic, key, value, headers))
             if sink.recipient is not None:
                 provision = self._provision(parts, sink, a.evidence, a.skey, True, remember)
@@ -500,7 +520,8 @@ class _Allowed:
     sink: Sink
     evidence: Evidence
     skey: str | None
-    key: bytes | None  # the record key, unless the sink drops ids (then the event id)
+    key: bytes | None  # the record key, unless the sink drops ids (then the event id, scoped
+    # to the recipient on a partner sink)
     middle: bytes | None  # SinkRecords.middle
     head: tuple[tuple[str, bytes], ...]  # the sink's headers
     tail: tuple[tuple[str, bytes], ...]  # policy version, consent change

@@ -12,6 +12,15 @@ path writes the same bytes from parts (see :mod:`consentgate.router.avro`):
   and a cached verdict keeps its whole outcomes array.
 Each sink's first record, and the first records of the other schemas, are checked against
 the serde's encoding of the value; any difference turns the fast path off (logged).
+
+Partner records (a sink with a recipient) carry only identifiers scoped to that recipient,
+so that two recipients holding the same event cannot join on it: the event id in the
+evidence, in the ``event_id`` field (if listed), in the ``cg-event-id`` header and in the key
+of a sink that drops subject ids is :meth:`PseudonymKeys.scoped_event_id` for the recipient
+(one HMAC per event and recipient, kept in :class:`EventParts`), the evidence's source
+partition and offset are null and the ``cg-source`` header is not written. So a partner
+sink's field block and evidence tail are written per recipient; first-party records, the
+decision and the provision keep the real event id and coordinates (internal topics).
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ __all__ = [
     "SinkRecords",
     "decision_value",
     "outcome",
+    "partner_tail",
     "provision_value",
+    "sink_event_id",
     "sink_value",
 ]
 
@@ -58,15 +69,20 @@ _MEMORY = 65_536  # distinct outcomes / grants whose bytes are kept
 
 
 class EventParts:
-    """What the records of one event share: its coordinates, and bytes written once."""
+    """What the records of one event share: its coordinates, and bytes written once.
 
-    __slots__ = ("blocks", "encoded", "event", "event_id", "fields", "now", "tail")
+    ``id_field``: the field holding the event id (the source's ``event_id_field``); a
+    partner sink that lists it gets the recipient-scoped id there."""
+
+    __slots__ = (
+        "blocks", "encoded", "event", "event_id", "fields", "id_field", "now", "scoped", "tail",
+    )  # fmt: skip
 
     def __init__(
         self, event: SourceEvent, event_id: Any, *, topic: str, partition: int, offset: int,
-        now: datetime,
+        now: datetime, id_field: str = "event_id",
     ) -> None:  # fmt: skip
-        self.event, self.event_id, self.now = event, event_id, now
+        self.event, self.event_id, self.now, self.id_field = event, event_id, now, id_field
         self.tail: dict[str, Any] = {
             "source_topic": topic,
             "source_partition": partition,
@@ -75,21 +91,55 @@ class EventParts:
             "decided_at": now,
         }
         self.fields: dict[str, bytes] = {}  # projected field -> its bytes
-        self.blocks: dict[tuple[str, ...], bytes] = {}  # a sink's field list -> its bytes
-        self.encoded: dict[str, bytes] = {}  # sink schema -> the evidence's event part
+        # a sink's field list -> its bytes, and (if it lists the id field) the bytes before
+        # and after that field, for partner sinks, which write their scoped id there
+        self.blocks: dict[tuple[str, ...], tuple[bytes, tuple[bytes, bytes] | None]] = {}
+        # (sink schema, recipient or None) -> the evidence's event part
+        self.encoded: dict[tuple[str, str | None], bytes] = {}
+        self.scoped: dict[str, uuid.UUID] = {}  # recipient -> the event's scoped id
+
+    def scoped_id(self, keys: PseudonymKeys, recipient: str) -> uuid.UUID:
+        """The event's id in ``recipient``'s records (one HMAC per event and recipient)."""
+        scoped = self.scoped.get(recipient)
+        if scoped is None:
+            scoped = self.scoped[recipient] = keys.scoped_event_id(recipient, self.event_id)
+        return scoped
+
+
+def partner_tail(tail: Mapping[str, Any], scoped: uuid.UUID) -> dict[str, Any]:
+    """The evidence's event part on a partner record, from the event's ``tail``: the scoped
+    event id, no source partition or offset (the source topic is a public name)."""
+    return {**tail, "source_partition": None, "source_offset": None, "event_id": scoped}
+
+
+def sink_event_id(sink: Sink, event_id: str | uuid.UUID, keys: PseudonymKeys) -> str:
+    """The event id ``sink``'s records carry for the event ``event_id`` (``cg-event-id``,
+    ``evidence.event_id``, the key of a sink that drops subject ids): the recipient-scoped
+    id on partner sinks, the event id itself on first-party sinks. For tools that look an
+    event up in a sink (replay, audit)."""
+    if sink.recipient is None:
+        return str(event_id)
+    return str(keys.scoped_event_id(sink.recipient, event_id))
 
 
 def sink_value(
     parts: EventParts, sink: Sink, evidence: Evidence, keys: PseudonymKeys, policy_version: str
 ) -> dict[str, Any]:
-    """The sink record's value: the projection plus the evidence."""
+    """The sink record's value: the projection plus the evidence (on partner sinks with the
+    recipient-scoped event id, computed here from ``keys``, and no source coordinates)."""
     value = project(parts.event, sink, evidence, keys)
+    tail = parts.tail
+    if sink.recipient is not None:
+        scoped = keys.scoped_event_id(sink.recipient, parts.event_id)
+        tail = partner_tail(tail, scoped)
+        if parts.id_field in value:
+            value[parts.id_field] = scoped
     value["evidence"] = {
         "consent_change_id": evidence.change_id,
         "consent_notice_version": evidence.notice_version,
         "consent_method": str(evidence.method),
         "policy_version": policy_version,
-        **parts.tail,
+        **tail,
     }
     return value
 
@@ -244,18 +294,23 @@ class SinkRecords:
         subject_key: str | None,
         *,
         middle: bytes | None = None,
+        scoped: uuid.UUID | None = None,
     ) -> bytes:
         """The bytes of ``sink``'s record of the event (``subject_key`` as project gives it;
-        ``middle``: what :meth:`middle` gave for the same sink, evidence and key, if kept)."""
+        ``middle``: what :meth:`middle` gave for the same sink, evidence and key, if kept;
+        ``scoped``: the event's scoped id for a partner sink, if the caller has it)."""
         layout, body = self.layout, None
         if middle is None:
             middle = self.middle(sink, evidence, subject_key)
+        recipient = sink.recipient
+        if recipient is not None and scoped is None:
+            scoped = parts.scoped_id(keys, recipient)
         if middle is not None and layout is not None and self.on:
             try:
                 body = (
-                    self._block(layout, parts, sink.fields)
+                    self._block(layout, parts, sink.fields, scoped)
                     + middle
-                    + self._tail_bytes(layout, parts)
+                    + self._tail_bytes(layout, parts, recipient, scoped)
                 )
             except Unsupported:
                 body = None
@@ -287,21 +342,30 @@ class SinkRecords:
             return None
 
     @staticmethod
-    def _block(layout: _Layout, parts: EventParts, names: tuple[str, ...]) -> bytes:
+    def _block(
+        layout: _Layout, parts: EventParts, names: tuple[str, ...], scoped: uuid.UUID | None
+    ) -> bytes:
+        """The projected fields' bytes (``scoped``: a partner's id in the id field)."""
         block = parts.blocks.get(names)
         if block is None:
             listed, done, values = set(names), parts.fields, parts.event.fields
-            out = []
+            out, cut = [], -1
             for name, write in layout.projected.items():
                 if name not in listed:
                     out.append(b"\x00")
                     continue
+                if name == parts.id_field:
+                    cut = len(out)
                 data = done.get(name)
                 if data is None:
                     data = done[name] = write(values.get(name))
                 out.append(data)
-            block = parts.blocks[names] = b"".join(out)
-        return block
+            around = (b"".join(out[:cut]), b"".join(out[cut + 1 :])) if cut >= 0 else None
+            block = parts.blocks[names] = (b"".join(out), around)
+        whole, around = block
+        if scoped is None or around is None:
+            return whole
+        return around[0] + layout.projected[parts.id_field](scoped) + around[1]
 
     def _grant_bytes(self, layout: _Layout, evidence: Evidence) -> bytes:
         data = self._grants.get(evidence)
@@ -313,12 +377,16 @@ class SinkRecords:
             self._grants[evidence] = data
         return data
 
-    def _tail_bytes(self, layout: _Layout, parts: EventParts) -> bytes:
-        data = parts.encoded.get(self.schema_name)
+    def _tail_bytes(
+        self, layout: _Layout, parts: EventParts, recipient: str | None, scoped: uuid.UUID | None
+    ) -> bytes:
+        """The evidence's event part (a partner's: :func:`partner_tail` of ``scoped``)."""
+        data = parts.encoded.get((self.schema_name, recipient))
         if data is None:
-            values = {**parts.tail, "policy_version": self.policy_version}
+            tail = parts.tail if scoped is None else partner_tail(parts.tail, scoped)
+            values = {**tail, "policy_version": self.policy_version}
             data = b"".join([w(values[n]) for n, w in layout.tail])
-            parts.encoded[self.schema_name] = data
+            parts.encoded[self.schema_name, recipient] = data
         return data
 
 
@@ -384,7 +452,9 @@ class DecisionRecords:
 
 class PseudonymMemo(PseudonymKeys):
     """The pseudonyms of ``keys``, remembered per (key name, subject): HMAC once per subject
-    and recipient rather than once per record. Bounded (cleared when full)."""
+    and recipient rather than once per record. Bounded (cleared when full). Scoped event ids
+    are not remembered here (an event id does not repeat): :class:`EventParts` keeps an
+    event's for the records of that event."""
 
     def __init__(self, keys: PseudonymKeys, size: int = 65_536) -> None:
         super().__init__()
@@ -403,6 +473,9 @@ class PseudonymMemo(PseudonymKeys):
                 self._known.clear()
             self._known[(key_name, subject_id)] = known
         return known
+
+    def scoped_event_id(self, key_name: str, event_id: str | uuid.UUID) -> uuid.UUID:
+        return self._keys.scoped_event_id(key_name, event_id)
 
     def __repr__(self) -> str:
         return f"PseudonymMemo({self._keys!r})"
