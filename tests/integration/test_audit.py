@@ -30,7 +30,11 @@ pytestmark = pytest.mark.integration
 
 
 def audit(
-    env: RouterEnv, *, provisions: str | None = None, past: tuple[Path, ...] = ()
+    env: RouterEnv,
+    *,
+    provisions: str | None = None,
+    past: tuple[Path, ...] = (),
+    workers: int = 1,
 ) -> AuditReport:
     report = run_audit(
         Settings().kafka_config(env.bootstrap),
@@ -44,7 +48,9 @@ def audit(
         ),
         keys=env.keys,
         options=AuditOptions(
-            settle=timedelta(0), past_policies=tuple(load_policy(p) for p in past)
+            settle=timedelta(0),
+            past_policies=tuple(load_policy(p) for p in past),
+            workers=workers,
         ),
     )
     print(report.render())
@@ -103,6 +109,12 @@ def test_clean_run_passes(clean: RouterEnv) -> None:
     assert sinks[clean.plan.analytics_topic].records == 6
     assert report.read["provisions"] >= 1
     assert report.to_json()["findings"]["leak"] == {"count": 0, "examples": []}
+    # the sinks judged in two forked processes: the same report
+    forked = audit(clean, workers=2).to_json()
+    alone = report.to_json()
+    for volatile in ("took_s", "started_at"):
+        forked.pop(volatile), alone.pop(volatile)
+    assert forked == alone
 
 
 def test_a_record_written_by_hand_into_a_partner_topic_is_a_leak(clean: RouterEnv) -> None:
@@ -193,7 +205,7 @@ def test_a_record_in_a_sink_of_a_previous_policy_is_judged(clean: RouterEnv) -> 
         bad = forged(env, template, "client-02", env.produced[3], "bob")
         send(env, legacy, b"k", bad)
         assert audit(env).ok  # the current policy alone does not know the topic
-        report = audit(env, past=(past,))
+        report = audit(env, past=(past,), workers=2)
         assert report.counts["leak"] == 1
         assert not report.sinks[legacy].declared
     finally:

@@ -16,6 +16,7 @@ from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMeth
 from consentgate.ops.audit_rule import RuleChange, SubjectRule
 from consentgate.policy import SourceEvent, decide
 from consentgate.policy.model import Defaults, Sink
+from consentgate.serde import Serde
 
 pytestmark = pytest.mark.unit
 
@@ -175,3 +176,10 @@ def test_agrees_with_the_routers_rule_on_generated_histories(
     if ours.allowed:
         assert theirs.evidence is not None
         assert ours.grant_id == theirs.evidence.change_id
+
+
+def test_a_change_read_from_its_avro_datum_equals_the_validated_one() -> None:
+    serde = Serde()
+    for c in (change("GRANT", 0, expires=30), change("WITHDRAW", 5), change("ERASE", 9)):
+        datum = serde.decode(serde.encode(c)).value
+        assert RuleChange.from_datum(datum) == RuleChange.of(c)

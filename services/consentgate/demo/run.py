@@ -43,7 +43,7 @@ from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader
 from consentgate.demo.case import CaseSpec, produce_events, write_consent
 from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
-from consentgate.ops.audit import AuditReport, AuditTopics, run_audit
+from consentgate.ops.audit import AuditOptions, AuditReport, AuditTopics, run_audit
 from consentgate.ops.audit_html import render_html
 from consentgate.policy import Policy, PseudonymKeys, load_policy
 from consentgate.router.outputs import HEADER
@@ -197,6 +197,7 @@ def _audit(
             plan.changes_topic, plan.decisions_topic, plan.dlq_topic, plan.provisions_topic
         ),
         keys=PseudonymKeys(master_key=pydantic.SecretStr(_master_key())),
+        options=AuditOptions(workers=min(2, os.cpu_count() or 1)),
         progress=lambda m: _say(f"      {m}"),
     )
     _say(report.render())

@@ -27,6 +27,7 @@ given. What it checks (the kinds of :data:`consentgate.ops.audit_html.FINDING_KI
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +38,6 @@ from typing import Any
 from confluent_kafka import Message
 
 from consentgate.errors import ConsentgateError, DecodeError
-from consentgate.models.consent import ConsentChange
 from consentgate.ops.audit_report import AuditReport, SinkStats
 from consentgate.ops.audit_rule import RuleChange, SubjectRule
 from consentgate.ops.reader import read_topic, watermarks
@@ -82,6 +82,8 @@ class AuditOptions:
     since: datetime | None = None
     sinks: tuple[str, ...] = ()
     past_policies: tuple[Policy, ...] = ()
+    workers: int = 1
+    """Processes judging the sinks (forked after every other topic was read)."""
 
 
 @dataclass
@@ -157,6 +159,15 @@ def _aware(value: Any) -> datetime | None:
     return None
 
 
+_FORKED: _Auditor | None = None
+
+
+def _check_share(topics: list[str]) -> tuple[AuditReport, set[tuple[str, str, str]]]:
+    if _FORKED is None:  # only ever called in a child forked by _check_in_processes
+        raise RuntimeError("no auditor to check with")
+    return _FORKED.check_share(topics)
+
+
 def _note_retraction(msg: Message, log_: _SinkLog) -> None:
     change = dict(msg.headers() or []).get("cg-consent-change-id")
     key = msg.key()
@@ -184,26 +195,63 @@ class _Auditor:
         self.by_event: dict[str, list[Coords]] = defaultdict(list)
         self.undecodable: set[Coords] = set()
         self.lows: dict[str, dict[int, int]] = {}  # raw topic -> partition -> low watermark
-        self.scoped: dict[str, dict[str, str]] = {}  # recipient -> scoped id -> event id
+        # recipient -> scoped id -> event id: first of the events the decision log allowed to
+        # the recipient; all of the source's events once an id is not found there
+        self.scoped: dict[str, dict[str, str]] = {}
+        self.complete: set[str] = set()
+        self.allowed_to: dict[str, list[str]] = defaultdict(list)
         self.decided: dict[Coords, dict[str, bool]] = {}
         self.provisions: set[tuple[str, str, str]] = set()
         self.delivered: set[tuple[str, str, str]] = set()
         self.sinks = self._sinks()
+        self._fields: dict[str, frozenset[str]] = {}
 
     # -- reading ------------------------------------------------------------------------
     def run(self) -> AuditReport:
         began = time.monotonic()
-        self._changes()
-        self._raw_sources()
-        self._decisions()
-        self._provisions()
+        for phase in (self._changes, self._raw_sources, self._decisions, self._provisions):
+            started = time.monotonic()
+            phase()
+            self.say(f"  read in {time.monotonic() - started:.1f} s")
         self._account()
         self.say(f"re-judging every record of {len(self.sinks)} sink topics")
-        for sink in self.sinks.values():
-            self._check_sink(sink)
+        started = time.monotonic()
+        sinks = list(self.sinks.values())
+        workers = min(self.opt.workers, len(sinks))
+        if workers > 1:
+            self._check_in_processes(sinks, workers)
+        else:
+            for sink in sinks:
+                self._check_sink(sink)
+        self.say(f"  judged in {time.monotonic() - started:.1f} s ({workers} processes)")
         self._check_provisions()
         self.report.took_s = time.monotonic() - began
         return self.report
+
+    def _check_in_processes(self, sinks: list[Sink], workers: int) -> None:
+        """Judge the sinks in ``workers`` forked processes, each a share of the topics, on
+        copies of what was read (no Kafka client is open at the fork: each closed after its
+        read), and merge their reports."""
+        global _FORKED  # noqa: PLW0603 - the forked children's view of this auditor
+        _FORKED = self
+        shares = [[s.topic for s in sinks[i::workers]] for i in range(workers)]
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_check_share, shares)
+        finally:
+            _FORKED = None
+        for part, delivered in parts:
+            self.report.merge(part)
+            self.delivered |= delivered
+
+    def check_share(self, topics: list[str]) -> tuple[AuditReport, set[tuple[str, str, str]]]:
+        """In a child: judge ``topics`` into a fresh report (only this share's findings)."""
+        mine = {t: self.report.sinks[t] for t in topics}
+        self.report = AuditReport(started_at=self.report.started_at, sinks=mine)
+        self.delivered = set()
+        for topic in topics:
+            self._check_sink(self.sinks[topic])
+        return self.report, self.delivered
 
     def _sinks(self) -> dict[str, Sink]:
         """Sink topic -> its sink: the current policy's, then past policies' other topics."""
@@ -228,15 +276,16 @@ class _Auditor:
             if value is None:
                 continue
             try:
-                change = self.serde.decode_model(value, ConsentChange)
-            except (DecodeError, ConsentgateError, ValueError) as exc:
+                datum = self.serde.decode(value).value
+                change = RuleChange.from_datum(datum, _appended(msg))
+                subject = str(datum["subject_id"])
+            except (DecodeError, KeyError, ValueError) as exc:
                 self.report.notes.append(
                     f"consent change {self.topics.changes}[{msg.partition()}]@{msg.offset()} "
                     f"unreadable, skipped: {exc}"
                 )
                 continue
-            rule = self.rules.setdefault(change.subject_id, SubjectRule())
-            rule.add(RuleChange.of(change, _appended(msg)))
+            self.rules.setdefault(subject, SubjectRule()).add(change)
             self.report.read["consent_changes"] += 1
         self.report.read["subjects"] = len(self.rules)
 
@@ -260,12 +309,16 @@ class _Auditor:
 
     def _decisions(self) -> None:
         self.say(f"reading decisions from {self.topics.decisions}")
+        recipient_of = {s.name: s.recipient for s in self.sinks.values() if s.recipient}
         for msg in read_topic(self.conf, self.topics.decisions):
             value = self.serde.decode(msg.value()).value
             coords = (value["source_topic"], value["source_partition"], value["source_offset"])
             outcomes = self.decided.setdefault(coords, {})
             for o in value.get("outcomes", ()):
                 outcomes[o["sink"]] = bool(o["allowed"])
+                recipient = recipient_of.get(o["sink"])
+                if o["allowed"] and recipient is not None:
+                    self.allowed_to[f"{recipient}\0{coords[0]}"].append(str(value["event_id"]))
                 if not o["allowed"]:
                     self.report.denials[str(o.get("reason") or "denied")] += 1
             self.report.read["decisions"] += 1
@@ -336,24 +389,36 @@ class _Auditor:
         if ev.get("source_partition") is not None or ev.get("source_offset") is not None:
             why = "partner evidence carries source coordinates (joinable across recipients)"
             return None, why, False
-        event_id = self._scoped(sink.recipient, topic).get(str(ev["event_id"]))
+        event_id = self._find_scoped(sink.recipient, topic, str(ev["event_id"]))
         if event_id is None:
             why = f"no raw event of {topic} has the scoped id {ev['event_id']}"
             return None, why, self._gone(topic)
-        coords = next(c for c in self.by_event[event_id] if c[0] == topic)
-        return self.raw[coords], "", False
+        # found through the decision log, the raw record itself may be gone since
+        located = next((c for c in self.by_event.get(event_id, ()) if c[0] == topic), None)
+        if located is None:
+            why = f"the raw event {ev['event_id']} names (scoped) is no longer in {topic}"
+            return None, why, self._gone(topic)
+        return self.raw[located], "", False
 
-    def _scoped(self, recipient: str, topic: str) -> dict[str, str]:
-        table = self.scoped.get(f"{recipient}\0{topic}")
+    def _find_scoped(self, recipient: str, topic: str, scoped: str) -> str | None:
+        """The raw event id whose id under ``recipient``'s key is ``scoped``. Looked up among
+        the events the decision log allowed to the recipient first (one HMAC per delivery);
+        only a miss computes the id of every raw event of ``topic`` (a forged record)."""
+        name = f"{recipient}\0{topic}"
+        table = self.scoped.get(name)
         if table is None:
-            key = self.keys.key_for(recipient)
-            table = {
-                str(scoped_event_id(key, e)): e
-                for e, coords in self.by_event.items()
-                if any(c[0] == topic for c in coords)
-            }
-            self.scoped[f"{recipient}\0{topic}"] = table
-        return table
+            table = self.scoped[name] = self._scope(recipient, self.allowed_to.pop(name, []))
+        found = table.get(scoped)
+        if found is None and name not in self.complete:
+            self.complete.add(name)
+            every = (e for e, coords in self.by_event.items() if any(c[0] == topic for c in coords))
+            table.update(self._scope(recipient, every))
+            found = table.get(scoped)
+        return found
+
+    def _scope(self, recipient: str, event_ids: Iterable[str]) -> dict[str, str]:
+        key = self.keys.key_for(recipient)
+        return {str(scoped_event_id(key, e)): e for e in event_ids}
 
     def _expected_key(self, sink: Sink, subject: str, value: dict[str, Any]) -> bytes | None:
         handling = sink.subject_id
@@ -499,7 +564,9 @@ class _Auditor:
         if expected is not None and value.get("subject_key") not in (None, expected.decode()):
             return "subject_key is not the subject's key in this sink"
         if sink.topic in self.report.sinks and self.report.sinks[sink.topic].declared:
-            allowed = set(sink.fields) | RESERVED_FIELDS
+            allowed = self._fields.get(sink.topic) or self._fields.setdefault(
+                sink.topic, frozenset(sink.fields) | RESERVED_FIELDS
+            )
             extra = sorted(k for k, v in value.items() if v is not None and k not in allowed)
             if extra:
                 return f"fields the sink does not list: {extra}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -72,6 +73,13 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="a change younger than this may still be awaiting its retraction (default 30)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="processes judging the sinks (default: 2, or 1 on a single CPU)",
+    )
     parser.add_argument("--config", type=Path, help="the router's YAML settings file")
     for option in _TOPIC_OPTIONS:
         parser.add_argument("--" + option.replace("_", "-"), dest=option, help="topic name")
@@ -91,6 +99,7 @@ def _audit(args: argparse.Namespace) -> int:
         since=args.since,
         sinks=parse_sinks(args.sinks),
         past_policies=policies_of(args.past_policy),
+        workers=max(1, args.workers),
     )
     settings = Settings()
     kafka = settings.kafka_config(resolve_bootstrap(settings))

@@ -86,6 +86,18 @@ class AuditReport:
                 }
             )
 
+    def merge(self, other: AuditReport) -> None:
+        """Add ``other``'s findings, sink statistics and series (a share of the sinks)."""
+        self.counts.update(other.counts)
+        for kind, examples in other.examples.items():
+            mine = self.examples[kind]
+            mine.extend(examples[: max(0, EXAMPLES - len(mine))])
+        self.read.update(other.read)
+        self.sinks.update(other.sinks)
+        for topic, buckets in other.per_bucket.items():
+            self.per_bucket[topic].update(buckets)
+        self.notes.extend(other.notes)
+
     @property
     def ok(self) -> bool:
         return not any(self.counts.values())
