@@ -131,6 +131,7 @@ def test_a_record_written_by_hand_into_a_partner_topic_is_a_leak(clean: RouterEn
     report = audit(env)
     assert not report.ok
     assert report.counts["leak"] == 1
+    assert report.counts["decision_mismatch"] == 1  # the decision log says denied
     (leak,) = report.examples["leak"]
     assert leak["subject"] == "bob"
     assert leak["sink"] == env.plan.partner_topic("client-02")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -111,6 +111,14 @@ class _Delivery:
 
 
 @dataclass
+class _Decisions:
+    decided: dict[Coords, tuple[tuple[str, ...], frozenset[str]]] = field(default_factory=dict)
+    allowed_to: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    denials: Counter[str] = field(default_factory=Counter)
+    count: int = 0
+
+
+@dataclass
 class _SinkLog:
     deliveries: list[_Delivery] = field(default_factory=list)
     # (partition, key) -> [(offset, change id or None)]
@@ -162,6 +170,12 @@ def _aware(value: Any) -> datetime | None:
 _FORKED: _Auditor | None = None
 
 
+def _read_decisions() -> _Decisions:
+    if _FORKED is None:  # only ever called in a child forked by _Auditor.run
+        raise RuntimeError("no auditor to read with")
+    return _FORKED.read_decisions()
+
+
 def _check_share(topics: list[str]) -> tuple[AuditReport, set[tuple[str, str, str]]]:
     if _FORKED is None:  # only ever called in a child forked by _check_in_processes
         raise RuntimeError("no auditor to check with")
@@ -200,7 +214,7 @@ class _Auditor:
         self.scoped: dict[str, dict[str, str]] = {}
         self.complete: set[str] = set()
         self.allowed_to: dict[str, list[str]] = defaultdict(list)
-        self.decided: dict[Coords, dict[str, bool]] = {}
+        self.decided: dict[Coords, tuple[tuple[str, ...], frozenset[str]]] = {}
         self.provisions: set[tuple[str, str, str]] = set()
         self.delivered: set[tuple[str, str, str]] = set()
         self.sinks = self._sinks()
@@ -209,10 +223,28 @@ class _Auditor:
     # -- reading ------------------------------------------------------------------------
     def run(self) -> AuditReport:
         began = time.monotonic()
-        for phase in (self._changes, self._raw_sources, self._decisions, self._provisions):
-            started = time.monotonic()
-            phase()
-            self.say(f"  read in {time.monotonic() - started:.1f} s")
+        global _FORKED  # noqa: PLW0603 - the forked children's view of this auditor
+        _FORKED = self
+        pool = multiprocessing.get_context("fork").Pool(1) if self.opt.workers > 1 else None
+        try:
+            # with workers, the decision log (the largest records) is read in a child
+            # forked before any Kafka client exists here, beside the other reads
+            pending = pool.apply_async(_read_decisions) if pool is not None else None
+            phases = [self._changes, self._raw_sources, self._provisions]
+            if pending is None:
+                phases.insert(2, self._decisions)
+            for phase in phases:
+                started = time.monotonic()
+                phase()
+                self.say(f"  read in {time.monotonic() - started:.1f} s")
+            if pending is not None:
+                self.say(f"decisions from {self.topics.decisions} (read in a child process)")
+                self._take_decisions(pending.get())
+        finally:
+            _FORKED = None
+            if pool is not None:
+                pool.close()
+                pool.join()
         self._account()
         self.say(f"re-judging every record of {len(self.sinks)} sink topics")
         started = time.monotonic()
@@ -309,19 +341,38 @@ class _Auditor:
 
     def _decisions(self) -> None:
         self.say(f"reading decisions from {self.topics.decisions}")
+        self._take_decisions(self.read_decisions())
+
+    def read_decisions(self) -> _Decisions:
+        """The decision log, compact: per raw record the sink names it has an outcome for
+        (one shared tuple per policy shape) and those allowed; partner deliveries by
+        recipient; denials by reason."""
+        got = _Decisions()
         recipient_of = {s.name: s.recipient for s in self.sinks.values() if s.recipient}
+        shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
         for msg in read_topic(self.conf, self.topics.decisions):
             value = self.serde.decode(msg.value()).value
             coords = (value["source_topic"], value["source_partition"], value["source_offset"])
-            outcomes = self.decided.setdefault(coords, {})
-            for o in value.get("outcomes", ()):
-                outcomes[o["sink"]] = bool(o["allowed"])
-                recipient = recipient_of.get(o["sink"])
-                if o["allowed"] and recipient is not None:
-                    self.allowed_to[f"{recipient}\0{coords[0]}"].append(str(value["event_id"]))
-                if not o["allowed"]:
-                    self.report.denials[str(o.get("reason") or "denied")] += 1
-            self.report.read["decisions"] += 1
+            outcomes = value.get("outcomes", ())
+            names = tuple(o["sink"] for o in outcomes)
+            allowed = frozenset(o["sink"] for o in outcomes if o["allowed"])
+            got.decided[coords] = (shapes.setdefault(names, names), allowed)
+            if len(allowed) < len(names):
+                got.denials.update(
+                    str(o.get("reason") or "denied") for o in outcomes if not o["allowed"]
+                )
+            for name in allowed:
+                recipient = recipient_of.get(name)
+                if recipient is not None:
+                    got.allowed_to[f"{recipient}\0{coords[0]}"].append(str(value["event_id"]))
+            got.count += 1
+        return got
+
+    def _take_decisions(self, got: _Decisions) -> None:
+        self.decided = got.decided
+        self.allowed_to = got.allowed_to
+        self.report.denials.update(got.denials)
+        self.report.read["decisions"] += got.count
 
     def _provisions(self) -> None:
         self.say(f"reading the provision ledger {self.topics.provisions}")
@@ -343,14 +394,14 @@ class _Auditor:
             self.report.read["dead_letters"] += 1
         for coords in sorted(set(self.raw) | self.undecodable):
             where = f"{coords[0]}[{coords[1]}]@{coords[2]}"
-            outcomes = self.decided.get(coords)
-            if outcomes is None:
+            decision = self.decided.get(coords)
+            if decision is None:
                 if coords not in dead:
                     self.report.find("unaccounted", where=where, detail="no decision, no letter")
                 continue
             raw = self.raw.get(coords)
             wanted = {s.name for s in self.policy.sinks_for(raw.event.source)} if raw else set()
-            missing = wanted - set(outcomes)
+            missing = wanted - set(decision[0])
             if missing:
                 self.report.find(
                     "incomplete_decision", where=where, detail=f"no outcome for {sorted(missing)}"
@@ -496,8 +547,8 @@ class _Auditor:
             rep.find("leak", where=where, sink=sink.topic, event_id=event_id, detail="no time")
             return
         self._judge(sink, value, raw, decided_at, where)
-        decision = self.decided.get(raw.coords, {}).get(sink.name)
-        if decision is False:
+        decision = self.decided.get(raw.coords)
+        if decision is not None and sink.name in decision[0] and sink.name not in decision[1]:
             rep.find(
                 "decision_mismatch",
                 where=where,
