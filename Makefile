@@ -8,11 +8,11 @@ PYTEST_ARGS ?=
 
 .PHONY: install test test-unit test-integration lint format broker-up broker-down broker-status demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml services/devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e services/devstack
 	@touch $(STAMP)
 
 install: $(STAMP)

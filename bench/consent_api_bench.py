@@ -34,7 +34,6 @@ Topics and consumer groups of the run are deleted afterwards (``--keep`` keeps t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import signal
@@ -54,10 +53,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import router_bench as rb
-from consentgate.cluster import open_cluster
 from consentgate.consent.requests import ChangeRequest
 from consentgate.models.consent import ConsentAction
-from consentgate.settings import Settings
+from consentgate_dev.cluster import open_cluster
 
 REPO = rb.REPO
 RESULTS_DIR = REPO / "bench" / "results"
@@ -78,45 +76,41 @@ def serve_knows_no_fold() -> bool:
     return "--no-fold" in out.stdout
 
 
-class ApiProc:
+class ApiProc(rb.ServiceProcess):
     """``consentgate consent serve`` on the case's consent topics, logging to the workdir."""
+
+    name = "consent API"
 
     def __init__(self, case: rb.Case, *, no_fold: bool) -> None:
         plan = case.topics.plan
-        self.port = rb.free_port()
-        self.log = case.workdir / f"consent-api-{self.port}.log"
-        cmd = [
-            sys.executable,
-            *("-m", "consentgate", "consent", "serve"),
+        port = rb.free_port()
+        args = [
+            *("consent", "serve"),
             *(["--no-fold"] if no_fold else []),
-            *("--port", str(self.port), "--policy", str(case.policy)),
+            *("--port", str(port), "--policy", str(case.policy)),
             *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
         ]
-        env = {
-            **os.environ,
-            "CONSENTGATE_BOOTSTRAP": case.kafka.bootstrap,
-            "CONSENTGATE_API_TOKEN": TOKEN,
-        }
-        env.pop("CONSENTGATE_API_OPERATOR_TOKEN", None)
-        self.command = " ".join(cmd[1:])
-        self.started = time.monotonic()
-        self.proc = rb.spawn(cmd, env, self.log)
+        env = {"CONSENTGATE_BOOTSTRAP": case.kafka.bootstrap, "CONSENTGATE_API_TOKEN": TOKEN}
+        self.command = " ".join(["-m", "consentgate", *args])
+        super().__init__(
+            args,
+            env,
+            case.workdir / f"consent-api-{port}.log",
+            port,
+            append=False,
+            unset=("CONSENTGATE_API_OPERATOR_TOKEN",),
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
+    def wait_ready(  # type: ignore[override]
+        self, timeout: float = 60.0, every: float = 0.1
+    ) -> float:
         """Until ``/readyz`` answers 200; the seconds since the process started."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"consent API exited {self.proc.returncode}; see {self.log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - self.started
-            time.sleep(0.1)
-        raise RuntimeError(f"consent API not ready after {timeout:.0f} s; see {self.log}")
+        super().wait_ready(timeout, every)
+        return time.monotonic() - self.started
 
     def cpu(self) -> float:
         return rb.proc_cpu_seconds(self.proc.pid)
@@ -135,8 +129,8 @@ class ApiProc:
         text = self.log.read_text(errors="replace")
         return sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
 
-    def stop(self) -> None:
-        rb.stop(self.proc, timeout=60)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        return super().stop(sig, timeout)
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -582,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(rb.Report(load_at_start=rb.loadavg(), code=rb.code_version()))
     workdir = Path(tempfile.mkdtemp(prefix="consent-api-bench-"))
     failed = False
-    with open_cluster(Settings()) as cluster:
+    with open_cluster() as cluster:
         say(f"cluster: {cluster.kind} at {cluster.bootstrap}; tag {tag}; files in {workdir}")
         kafka = rb.Kafka(cluster.bootstrap, tag)
         try:

@@ -56,8 +56,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
     NewTopic,
 )
 
-from consentgate.cluster import open_cluster
 from consentgate.policy.load import load_policy
+from consentgate_dev.cluster import open_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

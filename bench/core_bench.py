@@ -4,7 +4,7 @@
                                          [--repeat 7] [--baseline 71a17d9]
 
 The case-like workload of bench/router_bench.py, without Kafka: the policy of
-``consentgate.demo.policygen`` (1 analytics + 38 partner browsing sinks + 3 partner score
+``consentgate_dev.demo.policygen`` (1 analytics + 38 partner browsing sinks + 3 partner score
 sinks), every subject granted analytics and 1 to 4 partners 30 days ago (~3.5 allowed sinks
 per event), GPC on 5% of events, each subject's events consecutive (as the case generator
 produces them, keyed by subject), event times up to 10 minutes before ``now``, ``now``
@@ -46,11 +46,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMethod
 from consentgate.policy import Policy, PseudonymKeys, parse_policy
 from consentgate.router import plan as current_plan
 from consentgate.serde import Serde
+from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decide_bench import machine

@@ -39,12 +39,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consentgate.cluster import open_cluster
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMethod
 from consentgate.serde import Serde
 from consentgate.settings import Settings
+from consentgate_dev.cluster import open_cluster
+from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "replay.md"

@@ -52,7 +52,6 @@ import argparse
 import atexit
 import contextlib
 import io
-import json
 import math
 import os
 import platform
@@ -65,8 +64,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -89,13 +86,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
     NewTopic,
 )
 
-from consentgate.cluster import open_cluster
 from consentgate.consent.changelog import ChangeLog
 from consentgate.consent.requests import ChangeRequest
 from consentgate.consent.service import ConsentService
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.demo.case import CaseSpec, produce_events, write_consent
-from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 from consentgate.models.consent import (
     ConsentAction,
     ConsentChange,
@@ -105,6 +99,10 @@ from consentgate.models.consent import (
 from consentgate.policy import load_policy
 from consentgate.serde import Serde
 from consentgate.settings import Settings
+from consentgate_dev.cluster import open_cluster
+from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
+from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate_dev.services import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "router.md"
@@ -425,8 +423,10 @@ def _stop_children() -> None:
             stop(proc, timeout=15)
 
 
-class RouterProc:
+class RouterProc(ServiceProcess):
     """``consentgate router`` on a topic set, logging to ``workdir/<app_id>.log``."""
+
+    name = "router"
 
     def __init__(
         self,
@@ -437,61 +437,31 @@ class RouterProc:
         *,
         profile: Path | None = None,
     ) -> None:
-        self.port = free_port()
-        self.app_id = f"{kafka.tag}-router-{self.port}"
-        self.log = workdir / f"{self.app_id}.log"
+        port = free_port()
+        self.app_id = f"{kafka.tag}-router-{port}"
         self.profile = profile
-        profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
-        cmd = [
-            sys.executable,
-            *profiler,
-            "-m",
-            "consentgate",
+        args = [
             "router",
-            "--policy",
-            str(policy),
-            "--app-id",
-            self.app_id,
-            "--instance-id",
-            self.app_id,
-            "--web-port",
-            str(self.port),
+            *("--policy", str(policy), "--app-id", self.app_id, "--instance-id", self.app_id),
+            *("--web-port", str(port)),
             *topics.plan.router_topic_args(),
         ]
         env = {
-            **os.environ,
             "CONSENTGATE_BOOTSTRAP": kafka.bootstrap,
             "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
-            "CONSENTGATE_STATE_DIR": str(workdir / f"state-{self.port}"),
+            "CONSENTGATE_STATE_DIR": str(workdir / f"state-{port}"),
         }
-        self.started = time.monotonic()
-        self.proc = spawn(cmd, env, self.log)
+        profiler = ("-m", "cProfile", "-o", str(profile)) if profile else ()
+        super().__init__(
+            args, env, workdir / f"{self.app_id}.log", port, append=False, python_args=profiler
+        )
 
-    def readyz(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    body: dict[str, Any] = json.loads(r.read())
-                    return body
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-            pass
-        return None
-
-    def wait_ready(self, timeout: float) -> tuple[float, dict[str, Any]]:
+    def wait_ready(  # type: ignore[override]
+        self, timeout: float, every: float = 0.1
+    ) -> tuple[float, dict[str, Any]]:
         """(monotonic time when /readyz first answered 200, its body)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"router exited {self.proc.returncode}; see {self.log}")
-            body = self.readyz()
-            if body is not None:
-                return time.monotonic(), body
-            time.sleep(0.1)
-        raise RuntimeError(f"router not ready after {timeout:.0f} s; see {self.log}")
-
-    def metrics(self) -> dict[str, float]:
-        """``/metrics`` summed per sample name (labels dropped); empty if unreachable."""
-        return scrape(self.port)
+        body = super().wait_ready(timeout, every)
+        return time.monotonic(), body
 
     def dump_stacks(self) -> None:
         """Ask the faust worker to log every thread's and task's stack (mode: SIGUSR1)."""
@@ -503,63 +473,33 @@ class RouterProc:
         text = self.log.read_text(errors="replace")
         return sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
 
-    def stop(self) -> None:
-        stop(self.proc)
 
-
-def scrape(port: int) -> dict[str, float]:
-    """``/metrics`` on ``port`` summed per sample name (labels dropped); empty if unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            sample, _, value = line.rpartition(" ")
-            name = sample.split("{", 1)[0]
-            with contextlib.suppress(ValueError):
-                out[name] = out.get(name, 0.0) + float(value)
-    return out
-
-
-class FoldProc:
+class FoldProc(ServiceProcess):
     """``consentgate consent fold`` on a plan's consent topics (group ``<tag>-fold``),
     logging to ``workdir/<group>.log``."""
 
+    name = "consent fold"
+
     def __init__(self, kafka: Kafka, plan: PolicyPlan, policy: Path, workdir: Path) -> None:
         self.kafka = kafka
-        self.port = free_port()
+        port = free_port()
         self.group = f"{kafka.tag}-fold"
         self.changes_topic = plan.changes_topic
-        self.log = workdir / f"{self.group}.log"
-        cmd = [
-            sys.executable,
-            *("-m", "consentgate", "consent", "fold", "--policy", str(policy)),
+        args = [
+            *("consent", "fold", "--policy", str(policy)),
             *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
             *("--dlq-topic", plan.dlq_topic, "--group", self.group),
-            *("--web-port", str(self.port)),
+            *("--web-port", str(port)),
         ]
-        env = {**os.environ, "CONSENTGATE_BOOTSTRAP": kafka.bootstrap}
-        self.started = time.monotonic()
-        self.proc = spawn(cmd, env, self.log)
+        env = {"CONSENTGATE_BOOTSTRAP": kafka.bootstrap}
+        super().__init__(args, env, workdir / f"{self.group}.log", port, append=False)
 
-    def wait_ready(self, timeout: float = 120.0) -> float:
+    def wait_ready(  # type: ignore[override]
+        self, timeout: float = 120.0, every: float = 0.1
+    ) -> float:
         """Until ``/readyz`` answers 200 (the fold holds its partitions); the seconds taken."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"consent fold exited {self.proc.returncode}; see {self.log}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/readyz"
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return time.monotonic() - self.started
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"consent fold not ready after {timeout:.0f} s; see {self.log}")
+        super().wait_ready(timeout, every)
+        return time.monotonic() - self.started
 
     def wait_folded(self, partitions: int, timeout: float = 900.0) -> float:
         """Until the fold's group has committed past every change consent.changes holds now
@@ -590,9 +530,6 @@ class FoldProc:
         finally:
             probe.close()
 
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.port)
-
     def counters(self) -> str:
         m = self.metrics()
         return (
@@ -604,9 +541,6 @@ class FoldProc:
     def log_problems(self) -> int:
         text = self.log.read_text(errors="replace")
         return sum(1 for line in text.splitlines() if "ERROR" in line or "Traceback" in line)
-
-    def stop(self) -> None:
-        stop(self.proc)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -1684,7 +1618,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(load_at_start=loadavg(), code=code_version())
     workdir = Path(tempfile.mkdtemp(prefix="router-bench-"))
     failed = False
-    with open_cluster(Settings()) as cluster:
+    with open_cluster() as cluster:
         say(f"cluster: {cluster.kind} at {cluster.bootstrap}; tag {tag}; files in {workdir}")
         kafka = Kafka(cluster.bootstrap, tag)
         try:

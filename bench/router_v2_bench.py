@@ -63,11 +63,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import router_bench as rb
-from consentgate.cluster import open_cluster
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 from consentgate.serde import Serde
-from consentgate.settings import Settings
+from consentgate_dev.cluster import open_cluster
+from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 
 REPO = rb.REPO
 RESULTS = REPO / "bench" / "results" / "router-v2.md"
@@ -164,17 +163,16 @@ class Proc(rb.RouterProc):
                 *extra,
             ]
         env = {
-            **os.environ,
             "CONSENTGATE_BOOTSTRAP": kafka.bootstrap,
             "CONSENTGATE_PSEUDONYM_MASTER_KEY": rb.MASTER_KEY,
             "CONSENTGATE_STATE_DIR": str(workdir / f"state-{label}"),
             **(environ or {}),
         }
         if code:
-            env["PYTHONPATH"] = os.pathsep.join(x for x in (code, env.get("PYTHONPATH")) if x)
-        self.started = time.monotonic()
-        self.proc = rb.spawn(cmd, env, self.log)
-        self.pid = self.proc.pid
+            env["PYTHONPATH"] = os.pathsep.join(
+                x for x in (code, env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))) if x
+            )
+        rb.ServiceProcess.__init__(self, [], env, self.log, self.port, append=False, program=cmd)
 
     def cpu(self) -> float:
         with contextlib.suppress(OSError):
@@ -973,7 +971,7 @@ def main(argv: list[str] | None = None) -> int:
         args.v2_code = snapshot(args.v2_commit, workdir)
     if not args.v1_code and args.v1_commit and "v1" in phases:
         args.v1_code = snapshot(args.v1_commit, workdir)
-    with open_cluster(Settings()) as cluster:
+    with open_cluster() as cluster:
         say(f"cluster {cluster.bootstrap}; tag {tag}; files in {workdir}")
         kafka = rb.Kafka(cluster.bootstrap, tag)
         try:

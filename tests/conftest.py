@@ -1,6 +1,6 @@
 """Shared fixtures: one Kafka cluster per session, a fresh topic and group per test.
 
-The cluster comes from ``consentgate.cluster.open_cluster``: ``CONSENTGATE_BOOTSTRAP`` if
+The cluster comes from ``consentgate_dev.cluster.open_cluster``: ``CONSENTGATE_BOOTSTRAP`` if
 set, else testcontainers when a Docker engine answers, else the local JVM broker (started
 here and stopped at the end of the session if it was not already running).
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consentgate.broker.registry import start_registry, stop_registry
-from consentgate.cluster import Cluster, open_cluster
-from consentgate.errors import BrokerSetupError
 from consentgate.settings import Settings
+from consentgate_dev.broker.registry import start_registry, stop_registry
+from consentgate_dev.cluster import Cluster, open_cluster
+from consentgate_dev.errors import BrokerSetupError
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,13 @@
 
 Each area registers its own sub-commands from a small ``cli`` module exposing
 ``register(subparsers)``; a registered handler takes the parsed namespace and returns the
-process exit code. The areas are listed here explicitly and each one must import: a missing
-area is an ImportError (and a failing test), never a command that silently disappears.
+process exit code. The product's areas are listed here explicitly and each one must import: a
+missing area is an ImportError (and a failing test), never a command that silently disappears.
+
+Other installed distributions add commands through the ``consentgate.commands`` entry point
+group (a ``register`` function each): the development stack adds ``broker``, ``registry``
+and ``demo`` that way, so a product install has none of them. A plugin that fails to load is
+an error too, named with its distribution.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from consentgate.errors import ConsentgateError
 
@@ -20,11 +26,10 @@ __all__ = ["main"]
 
 # Areas, in the order their commands are listed in --help.
 _AREAS = (
-    "consentgate.broker.cli",
-    "consentgate.broker.registry_cli",
     "consentgate.serde.cli",
     "consentgate.policy.cli",
     "consentgate.ops.topics_cli",
+    "consentgate.ops.acls_cli",
     "consentgate.router.cli",
     "consentgate.consent.cli",
     "consentgate.ops.audit_cli",
@@ -32,8 +37,8 @@ _AREAS = (
     "consentgate.ops.retract_cli",
     "consentgate.ops.report_cli",
     "consentgate.ops.consume_cli",
-    "consentgate.demo.cli",
 )
+PLUGINS = "consentgate.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _AREAS:
         importlib.import_module(name).register(sub)
+    for plugin in sorted(entry_points(group=PLUGINS), key=lambda ep: ep.name):
+        try:
+            register = plugin.load()
+        except ImportError as exc:
+            dist = plugin.dist.name if plugin.dist else "?"
+            raise ImportError(f"command {plugin.name!r} of {dist} cannot load: {exc}") from exc
+        register(sub)
     return parser
 
 

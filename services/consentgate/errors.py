@@ -1,10 +1,8 @@
-"""The one exception tree of consentgate.
+"""The one exception tree of consentgate (the development package adds BrokerError).
 
 ConsentgateError
 ├── ConfigError                 bad settings, policy file or topic declaration
 │   └── PolicyError             the policy file is invalid (names the path of the bad entry)
-├── BrokerError                 the local development broker cannot be started or reached
-│   └── BrokerSetupError        a prerequisite is missing (Java, Maven, repository, port)
 ├── ClusterError                no Kafka cluster could be found or reached
 ├── SchemaError                 a schema is missing, invalid, or incompatible with history
 ├── ValidationError             a record does not satisfy its model (names field path + value)
@@ -15,8 +13,6 @@ ConsentgateError
 from __future__ import annotations
 
 __all__ = [
-    "BrokerError",
-    "BrokerSetupError",
     "ClusterError",
     "ConfigError",
     "ConsentgateError",
@@ -37,14 +33,6 @@ class ConfigError(ConsentgateError):
 
 class PolicyError(ConfigError):
     """The policy file is invalid."""
-
-
-class BrokerError(ConsentgateError):
-    """The local broker failed to start, stop or answer."""
-
-
-class BrokerSetupError(BrokerError):
-    """A prerequisite of the local broker is missing; the message says how to fix it."""
 
 
 class ClusterError(ConsentgateError):

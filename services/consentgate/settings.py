@@ -8,21 +8,12 @@ included, so keys land where faust/aiokafka and Java clients put them).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_state_dir"]
-
-
-def default_state_dir() -> Path:
-    """Where the local broker keeps data and logs: ``.state/`` in the repo, else the cache."""
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / "pyproject.toml").exists():
-        return repo / ".state"
-    return Path.home() / ".cache" / "consentgate" / "state"
+__all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
@@ -31,19 +22,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONSENTGATE_", extra="ignore")
 
     bootstrap: str | None = Field(
-        default=None, description="bootstrap servers of an existing cluster; unset = find one"
+        default=None, description="bootstrap servers of the cluster (every service needs them)"
     )
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     schema_registry_url: str | None = None
-
-    state_dir: Path = Field(default_factory=default_state_dir)
-    broker_port: int = 19192
-    broker_controller_port: int = 19193
-    broker_heap: str = "512m"
-    java_home: Path | None = None
 
     def kafka_config(self, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
         """The librdkafka configuration for a client of this cluster."""

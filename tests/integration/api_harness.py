@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from consentgate_dev.services import ServiceProcess
 from tests.integration.consent_harness import ConsentEnv
 from tests.integration.probe import free_port
-from tests.integration.service_process import ServiceProcess
 
 __all__ = ["AUTH", "OPERATOR", "TOKEN", "ApiProcess"]
 

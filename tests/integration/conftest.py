@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from consentgate.demo.policygen import PolicyPlan, policy_yaml
+from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
 from tests.integration.consent_harness import ConsentEnv
 from tests.integration.router_harness import PARTITIONS, RouterEnv
 

@@ -23,8 +23,8 @@ from consentgate.consent.state_reader import StateReader, SubjectState
 from consentgate.models.consent import ConsentAction, ConsentChange
 from consentgate.policy.load import load_policy
 from consentgate.serde import Serde
+from consentgate_dev.services import ServiceProcess
 from tests.integration.probe import free_port
-from tests.integration.service_process import ServiceProcess
 
 __all__ = ["ConsentEnv", "FoldProcess", "new_change"]
 
@@ -82,8 +82,8 @@ class FoldProcess(ServiceProcess):
             port,
         )
 
-    def wait_ready(self, timeout: float = 60.0, every: float = 0.2) -> None:
-        super().wait_ready(timeout, every)
+    def wait_ready(self, timeout: float = 60.0, every: float = 0.2) -> dict[str, Any]:
+        return super().wait_ready(timeout, every)
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:

@@ -17,13 +17,13 @@ import pydantic
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consentgate.demo.policygen import PolicyPlan, policy_yaml
 from consentgate.models.consent import ConsentChange
 from consentgate.policy.pseudonym import PseudonymKeys
 from consentgate.serde import Serde
+from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
+from consentgate_dev.services import ServiceProcess
 from tests.integration.consent_harness import ConsentEnv, FoldProcess, new_change
 from tests.integration.probe import free_port
-from tests.integration.service_process import ServiceProcess
 from tests.kafka_helpers import consume_all, produce
 
 MASTER_KEY = "test-master-key-0123456789abcdef"
@@ -47,17 +47,24 @@ class RouterProcess(ServiceProcess):
     name = "router"
 
     def __init__(
-        self, env: RouterEnv, args: list[str], index: int, instance_id: str | None = None
+        self,
+        env: RouterEnv,
+        args: list[str],
+        index: int,
+        instance_id: str | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        """``command``: the ``consentgate`` to run (default: ``python -m consentgate``)."""
         self.env = env
         port = free_port()
+        args = [
+            "router",
+            *args,
+            *("--web-port", str(port)),
+            *("--instance-id", instance_id or f"r{index}-{port}"),
+        ]
         super().__init__(
-            [
-                "router",
-                *args,
-                *("--web-port", str(port)),
-                *("--instance-id", instance_id or f"r{index}-{port}"),
-            ],
+            args,
             {
                 "CONSENTGATE_BOOTSTRAP": env.bootstrap,
                 "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
@@ -66,6 +73,7 @@ class RouterProcess(ServiceProcess):
             env.workdir / f"router-{index}.log",
             port,
             append=False,
+            program=[*command, *args] if command else None,
         )
 
     def metrics(self) -> str:
@@ -146,6 +154,7 @@ class RouterEnv:
         wait_ready: bool = True,
         instance_id: str | None = None,
         extra: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> RouterProcess:
         args = [
             "--policy",
@@ -158,7 +167,7 @@ class RouterEnv:
             *(extra or []),
         ]
         self.settle()
-        router = RouterProcess(self, args, len(self.routers), instance_id)
+        router = RouterProcess(self, args, len(self.routers), instance_id, command)
         self.routers.append(router)
         if wait_ready:
             router.wait_ready()

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consentgate.demo.case import CaseSpec, produce_events, write_consent
-from consentgate.demo.policygen import partner_ids
 from consentgate.ops.audit import AuditTopics, run_audit
 from consentgate.ops.reader import read_topic
 from consentgate.policy import load_policy
 from consentgate.policy.pseudonym import scoped_event_id
 from consentgate.settings import Settings
+from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
+from consentgate_dev.demo.policygen import partner_ids
 from tests.integration.conftest import EnvFactory
 
 pytestmark = pytest.mark.integration

@@ -27,10 +27,10 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consentgate.client import Retraction, SinkConsumer, SinkMessage
-from consentgate.demo.policygen import PolicyPlan
 from consentgate.models.consent import ConsentChange
 from consentgate.models.sinks import BrowsingSinkRecord
 from consentgate.policy import load_policy
+from consentgate_dev.demo.policygen import PolicyPlan
 from tests.integration.router_harness import RouterEnv, wait_for
 
 pytestmark = pytest.mark.integration

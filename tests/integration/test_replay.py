@@ -25,11 +25,11 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from consentgate.consent.timeline import Timeline, apply
-from consentgate.demo.policygen import PolicyPlan, policy_yaml
 from consentgate.models.consent import ConsentChange
 from consentgate.policy import Policy, PseudonymKeys, SourceEvent, decide, load_policy
 from consentgate.router.partitioner import partition_for
 from consentgate.router.records import sink_event_id
+from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
 from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import MASTER_KEY, RouterEnv

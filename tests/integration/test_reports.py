@@ -27,7 +27,6 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consentgate.demo.policygen import PolicyPlan
 from consentgate.models.consent import ConsentChange
 from consentgate.models.records import DecisionRecord, ProvisionRecord
 from consentgate.ops.reader import read_topic
@@ -35,6 +34,7 @@ from consentgate.ops.report import ReportTopics, recipient_report, subject_repor
 from consentgate.ops.report_format import render_json
 from consentgate.policy import Policy, PseudonymKeys, load_policy
 from consentgate.router.partitioner import partition_for
+from consentgate_dev.demo.policygen import PolicyPlan
 from tests.conftest import TopicFactory
 from tests.integration.router_harness import MASTER_KEY, RouterEnv, wait_for
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from consentgate.cli import main
-from consentgate.demo.cli import demo_options
 from consentgate.errors import ConfigError
+from consentgate_dev.demo.cli import demo_options
 
 
 def test_never_shared_scales_with_students() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from consentgate.cli import main
-from consentgate.demo.policygen import PolicyPlan, policy_yaml
 from consentgate.errors import ConfigError
 from consentgate.ops.replay import Replay, ReplayRequest, RunPin
 from consentgate.ops.replay_range import Position, parse_position
 from consentgate.router.config import RouterConfig
+from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
 
 pytestmark = pytest.mark.unit
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from consentgate.cluster import resolve_bootstrap
 from consentgate.ops.topics import apply, check_copartitioned, load_spec
 from consentgate.settings import Settings
 
@@ -37,12 +38,7 @@ def register(subparsers: Any) -> None:
 
 def _admin() -> AdminClient:
     settings = Settings()
-    bootstrap = settings.bootstrap
-    if bootstrap is None:
-        from consentgate.cluster import resolve_bootstrap  # noqa: PLC0415 - only when needed
-
-        bootstrap = resolve_bootstrap(settings)
-    return AdminClient(settings.kafka_config(bootstrap))
+    return AdminClient(settings.kafka_config(resolve_bootstrap(settings)))
 
 
 def _apply(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ __all__ = [
     "load_spec",
     "parse_spec",
     "policy_sink_topics",
+    "policy_sinks",
+    "read_yaml",
 ]
 
 Role = Literal[
@@ -121,6 +123,7 @@ class TopicsFile(_Strict):
     copartition: dict[str, CopartitionGroup] = Field(default_factory=dict)
     topics: dict[str, TopicDecl] = Field(default_factory=dict)
     sinks_from_policy: SinksFromPolicy | None = None
+    access: Any = None  # who may do what: resolved by ops.access_spec, not here
 
 
 class TopicSpec(_Strict):
@@ -150,8 +153,9 @@ def _config_str(value: Any) -> str:
     return str(value)
 
 
-def policy_sink_topics(policy: Any) -> list[str]:
-    """The ``topic`` of every entry of the policy's ``sinks`` (a list or a mapping)."""
+def policy_sinks(policy: Any) -> list[tuple[str, str | None]]:
+    """(``topic``, ``recipient`` or None) of every entry of the policy's ``sinks`` (a list or
+    a mapping)."""
     sinks = policy.get("sinks") if isinstance(policy, Mapping) else None
     if isinstance(sinks, Mapping):
         entries = list(sinks.values())
@@ -159,13 +163,19 @@ def policy_sink_topics(policy: Any) -> list[str]:
         entries = sinks
     else:
         raise ConfigError("policy file has no `sinks` list or mapping")
-    topics = []
+    out: list[tuple[str, str | None]] = []
     for entry in entries:
         topic = entry.get("topic") if isinstance(entry, Mapping) else None
         if not isinstance(topic, str):
             raise ConfigError(f"policy sink without a string `topic`: {entry!r}")
-        topics.append(topic)
-    return topics
+        recipient = entry.get("recipient")
+        out.append((topic, recipient if isinstance(recipient, str) else None))
+    return out
+
+
+def policy_sink_topics(policy: Any) -> list[str]:
+    """The ``topic`` of every entry of the policy's ``sinks`` (a list or a mapping)."""
+    return [topic for topic, _ in policy_sinks(policy)]
 
 
 def _with_policy_sinks(file: TopicsFile, base_dir: Path) -> dict[str, TopicDecl]:
@@ -178,7 +188,7 @@ def _with_policy_sinks(file: TopicsFile, base_dir: Path) -> dict[str, TopicDecl]
         raise ConfigError(f"sinks_from_policy.template has role {source.template.role!r}")
     policy_path = base_dir / source.file
     if source.required or policy_path.exists():
-        for topic in policy_sink_topics(_read_yaml(policy_path)):
+        for topic in policy_sink_topics(read_yaml(policy_path)):
             decl = decls.setdefault(topic, source.template)
             if decl.role not in (None, "sink"):
                 raise ConfigError(f"{topic!r} is a policy sink but declared role {decl.role!r}")
@@ -320,7 +330,7 @@ def check_retention(topics: Iterable[TopicSpec]) -> None:
         )
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -332,4 +342,4 @@ def _read_yaml(path: Path) -> Any:
 def load_spec(path: Path | str) -> TopicsSpec:
     """Read, validate and resolve a topics file (policy paths are relative to it)."""
     path = Path(path)
-    return parse_spec(_read_yaml(path), base_dir=path.parent)
+    return parse_spec(read_yaml(path), base_dir=path.parent)

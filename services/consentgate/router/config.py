@@ -30,7 +30,9 @@ __all__ = [
     "WebSection",
 ]
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml"
+# relative to the working directory, as the operators' other files (deploy/topics.yaml) are;
+# an image or a pod names its own (CONSENTGATE_ROUTER_POLICY, or --policy)
+DEFAULT_POLICY = Path("deploy/policy.yaml")
 
 
 class _Section(BaseModel):

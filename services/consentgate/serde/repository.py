@@ -11,8 +11,9 @@ parsed form, the Parsing Canonical Form and the CRC-64-AVRO fingerprint. Lookup 
 name (or unambiguous short name) gives the current version; lookup by fingerprint gives any
 version, so data written with a released version is still read (resolved to the current one).
 
-The directory is ``$CONSENTGATE_SCHEMAS_DIR`` if set, else ``schemas/`` of the source tree
-the package lives in.
+The directory is ``$CONSENTGATE_SCHEMAS_DIR`` if set, else the schemas shipped inside the
+package (``consentgate/schemas``, package data read through importlib.resources; in a checkout
+the top-level ``schemas/`` is a link to it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,13 @@ _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
 
 
 def default_schemas_dir() -> Path:
-    """``$CONSENTGATE_SCHEMAS_DIR``, else the ``schemas/`` directory of the source tree."""
+    """``$CONSENTGATE_SCHEMAS_DIR``, else the schemas shipped in the package."""
     configured = os.environ.get(SCHEMAS_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "schemas"
+    # installed packages are directories (pip never installs a zipped wheel), so the
+    # Traversable is a real path; str() of it is what Path needs
+    return Path(str(files("consentgate") / "schemas"))
 
 
 @dataclass(frozen=True, slots=True)

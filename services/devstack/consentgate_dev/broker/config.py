@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["log4j2_properties", "server_properties"]
+__all__ = ["SASL_MECHANISM", "SUPER_USERS", "log4j2_properties", "server_properties"]
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    """A combined broker+controller, bound to 127.0.0.1 only, tuned for one small machine."""
+SASL_MECHANISM = "SCRAM-SHA-512"
+SUPER_USERS = ("User:ANONYMOUS", "User:admin")
+
+
+def server_properties(
+    data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None
+) -> str:
+    """A combined broker+controller, bound to 127.0.0.1 only, tuned for one small machine.
+
+    With ``sasl_port`` it also listens for SASL/SCRAM-SHA-512 clients there (SASL_PLAINTEXT:
+    TLS is the production overlay's) and authorizes every request with KRaft's
+    StandardAuthorizer, denying what no ACL allows. The PLAINTEXT listener stays: the
+    broker's own (inter-broker, controller) and the operator's path, whose principal
+    User:ANONYMOUS is a super user, as is User:admin on the SASL listener; every other
+    principal gets exactly what its ACLs allow.
+    """
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -35,6 +49,18 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "log.cleaner.dedupe.buffer.size": "16777216",
         "auto.create.topics.enable": "false",
     }
+    if sasl_port is not None:
+        props["listeners"] += f",SASL://127.0.0.1:{sasl_port}"
+        props["advertised.listeners"] += f",SASL://127.0.0.1:{sasl_port}"
+        props["listener.security.protocol.map"] += ",SASL:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = SASL_MECHANISM
+        props["listener.name.sasl.sasl.enabled.mechanisms"] = SASL_MECHANISM
+        props[f"listener.name.sasl.{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+        props["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        props["super.users"] = ";".join(SUPER_USERS)
+        props["allow.everyone.if.no.acl.found"] = "false"
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from consentgate.broker.local import LocalBroker
+from consentgate_dev.broker.local import LocalBroker
 
 __all__ = ["register"]
 
@@ -36,6 +36,9 @@ def _start(args: argparse.Namespace) -> int:
         )
     else:
         print(f"broker already running at {broker.bootstrap} (pid {broker.pid()})")
+    if broker.sasl_bootstrap:
+        print(f"SASL/SCRAM-SHA-512 listener at {broker.sasl_bootstrap} (ACLs enforced there)")
+    print(f"export CONSENTGATE_BOOTSTRAP={broker.bootstrap}")
     return 0
 
 

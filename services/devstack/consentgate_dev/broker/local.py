@@ -9,27 +9,21 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from consentgate.broker import config, jars, prereqs
-from consentgate.broker.process import alive
-from consentgate.errors import BrokerError, BrokerSetupError
-from consentgate.settings import Settings
+from consentgate_dev import jvm
+from consentgate_dev.broker import config, jars
+from consentgate_dev.errors import BrokerError, BrokerSetupError
+from consentgate_dev.settings import DevSettings
 
 __all__ = ["BrokerStatus", "LocalBroker"]
 
 log = logging.getLogger(__name__)
-
-# Brokers this process started, so that stop() reaps them and no Popen is collected alive.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -44,18 +38,29 @@ class BrokerStatus:
 class LocalBroker:
     """Start, stop and inspect the local broker."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
-        self.root = self.settings.state_dir / "broker"
+    def __init__(self, settings: DevSettings | None = None) -> None:
+        self.settings = settings or DevSettings()
+        self.root = self.settings.state_dir.absolute() / "broker"
         self.data = self.root / "data"
         self.logs = self.root / "logs"
-        self.pid_file = self.root / "broker.pid"
         self.port = self.settings.broker_port
         self.controller_port = self.settings.broker_controller_port
+        self.sasl_port = self.settings.broker_sasl_port
+        self.daemon = jvm.Daemon(
+            name="broker",
+            pid_file=self.root / "broker.pid",
+            log_file=self.logs / "stdout.log",
+            tag=f"-Dconsentgate.broker={self.root}",
+        )
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """The SASL/SCRAM listener's address, when the broker has one."""
+        return None if self.sasl_port is None else f"127.0.0.1:{self.sasl_port}"
 
     @property
     def log_file(self) -> Path:
@@ -64,20 +69,7 @@ class LocalBroker:
     # -- inspection -------------------------------------------------------------------
     def pid(self) -> int | None:
         """The pid of our running broker, or None (a stale pid file is removed)."""
-        try:
-            pid = int(self.pid_file.read_text(encoding="utf-8").strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ProcessLookupError):
-            self.pid_file.unlink(missing_ok=True)
-            return None
-        if b"kafka.Kafka" not in cmdline:
-            self.pid_file.unlink(missing_ok=True)
-            return None
-        return pid
+        return self.daemon.pid()
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -101,53 +93,41 @@ class LocalBroker:
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> bool:
         """Start the broker; returns False when it was already running."""
-        if self.pid() is not None:
+        pid = self.pid()
+        if pid is not None:
             if self.answers():
                 return False
             raise BrokerError(
-                f"broker pid {self.pid()} is alive but does not answer; "
-                "try `consentgate broker stop`"
+                f"broker pid {pid} is alive but does not answer; try `consentgate broker stop`"
             )
-        java = prereqs.find_java(self.settings.java_home)
-        prereqs.java_major(java)
-        for port in (self.port, self.controller_port):
-            if prereqs.port_in_use(port):
+        java = jvm.find_java(jvm.MIN_JAVA, self.settings.java_home)
+        ports = (self.port, self.controller_port, *([self.sasl_port] if self.sasl_port else []))
+        for port in ports:
+            if jvm.port_in_use(port):
                 raise BrokerSetupError(
                     f"port 127.0.0.1:{port} is taken by another process; stop it or set "
-                    "CONSENTGATE_BROKER_PORT / CONSENTGATE_BROKER_CONTROLLER_PORT"
+                    "CONSENTGATE_BROKER_PORT / _CONTROLLER_PORT / _SASL_PORT"
                 )
         libs = jars.ensure_jars()
         self._write_config()
         self._format_once(java, libs)
-        self._launch(java, libs)
-        self._wait_ready(timeout)
+        self.daemon.launch(
+            [*self._java_cmd(java, libs), "kafka.Kafka", str(self.root / "server.properties")]
+        )
+        self.daemon.wait_until(
+            lambda: self.answers(timeout=2.0), timeout=timeout, describe=lambda: self.tail(20)
+        )
         return True
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop gracefully (SIGTERM, then SIGKILL after ``timeout``); False if not running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                break
-            time.sleep(0.2)
-        else:
-            log.warning("broker pid %d ignored SIGTERM for %.0f s: killing it", pid, timeout)
-            os.kill(pid, signal.SIGKILL)
-        child = _CHILDREN.pop(pid, None)
-        if child is not None:
-            child.wait(timeout=30)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.daemon.stop(timeout)
 
     # -- internals ----------------------------------------------------------------------
     def _write_config(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.root / "server.properties").write_text(
-            config.server_properties(self.data, self.port, self.controller_port),
+            config.server_properties(self.data, self.port, self.controller_port, self.sasl_port),
             encoding="utf-8",
         )
         (self.root / "log4j2.properties").write_text(
@@ -195,6 +175,7 @@ class LocalBroker:
     def _java_cmd(self, java: Path, libs: Path) -> list[str]:
         return [
             str(java),
+            self.daemon.tag,
             f"-Xms{self.settings.broker_heap}",
             f"-Xmx{self.settings.broker_heap}",
             "-XX:+UseG1GC",
@@ -203,35 +184,6 @@ class LocalBroker:
             "-cp",
             f"{libs}/*",
         ]
-
-    def _launch(self, java: Path, libs: Path) -> None:
-        out = (self.logs / "stdout.log").open("ab")
-        proc = subprocess.Popen(
-            [*self._java_cmd(java, libs), "kafka.Kafka", str(self.root / "server.properties")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        out.close()
-        self.pid_file.write_text(str(proc.pid), encoding="utf-8")
-        _CHILDREN[proc.pid] = proc
-        self._proc = proc
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                _CHILDREN.pop(self._proc.pid, None)
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(
-                    f"the broker exited with code {self._proc.returncode}:\n{self.tail(20)}"
-                )
-            if self.answers(timeout=2.0):
-                return
-            time.sleep(0.3)
-        self.stop(timeout=10)
-        raise BrokerError(f"the broker did not answer within {timeout:.0f} s:\n{self.tail(20)}")
 
     def tail(self, lines: int = 50) -> str:
         """The last lines of the broker's log (and its stdout, where the JVM complains)."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from consentgate.broker.registry import registry_status, start_registry, stop_registry
-from consentgate.settings import Settings
+from consentgate_dev.broker.registry import registry_status, start_registry, stop_registry
+from consentgate_dev.settings import DevSettings
 
 __all__ = ["register"]
 
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    proc = start_registry(Settings().state_dir, port=args.port, progress=print)
+    proc = start_registry(DevSettings().state_dir, port=args.port, progress=print)
     verb = "started" if proc.started else "already running"
     print(f"registry {verb}: {proc.url} (pid {proc.pid}, Apicurio {proc.version})")
     print(f"use it with CONSENTGATE_SCHEMA_REGISTRY_URL={proc.url}")
@@ -35,12 +35,12 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    print("registry stopped" if stop_registry(Settings().state_dir) else "registry not running")
+    print("registry stopped" if stop_registry(DevSettings().state_dir) else "registry not running")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    proc = registry_status(Settings().state_dir)
+    proc = registry_status(DevSettings().state_dir)
     if proc is None:
         print("registry: stopped")
         return 3

@@ -20,9 +20,6 @@ import json
 import os
 import random
 import secrets
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -37,18 +34,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
     NewTopic,
 )
 
-from consentgate.cluster import open_cluster
 from consentgate.consent.changelog import ChangeLog
 from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader
-from consentgate.demo.case import CaseSpec, produce_events, write_consent
-from consentgate.demo.policygen import PolicyPlan, partner_ids, policy_yaml
 from consentgate.ops.audit import AuditOptions, AuditReport, AuditTopics, run_audit
 from consentgate.ops.audit_html import render_html
 from consentgate.policy import Policy, PseudonymKeys, load_policy
 from consentgate.router.outputs import HEADER
 from consentgate.serde import Serde
-from consentgate.settings import Settings
+from consentgate_dev.cluster import open_cluster
+from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
+from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate_dev.services import ServiceError, ServiceProcess
+from consentgate_dev.settings import DevSettings
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -91,7 +89,7 @@ def _count(conf: dict[str, Any], topic: str) -> int:
 
 
 def run_demo(options: DemoOptions) -> int:
-    settings = Settings()
+    settings = DevSettings()
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     plan = PolicyPlan(
         partner_ids(options.partners), partner_ids(options.partners)[:3], suffix=f".demo-{stamp}"
@@ -110,7 +108,7 @@ def run_demo(options: DemoOptions) -> int:
         policy = load_policy(policy_path)
         changelog = ChangeLog(conf, plan.changes_topic, serde)
         service = ConsentService(policy, changelog)
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: list[ServiceProcess] = []
         try:
             _say(f"[3/6] consent and events for {options.students:,} students")
             fold_group = f"demo-fold-{workdir.name}"
@@ -129,7 +127,6 @@ def run_demo(options: DemoOptions) -> int:
                 fold_group,
                 plan.changes_topic,
                 serve,
-                workdir / "serve.log",
                 "consent fold: changes in consent-state",
             )
             produce_events(
@@ -144,30 +141,26 @@ def run_demo(options: DemoOptions) -> int:
                 progress=_say,
             )
             _say("[4/6] router")
-            router, log_path, port = _start_router(cluster.bootstrap, policy_path, plan, workdir)
+            router = _start_router(cluster.bootstrap, policy_path, plan, workdir)
             procs.append(router)
             loaded, took = _route_all(
                 conf,
                 f"demo-router-{workdir.name}",
                 [plan.browsing_topic, plan.scores_topic],
                 router,
-                log_path,
-                port,
             )
             _wait_committed(
                 conf,
                 f"demo-router-{workdir.name}",
                 plan.changes_topic,
                 router,
-                log_path,
                 "router: consent changes read",
             )
-            _wait_ready(API_PORT, serve, workdir / "serve.log", "consent API")
+            serve.wait_ready(timeout=300, every=0.5)
             latencies = _withdraw_one(conf, token, serde, plan)
         finally:
             for proc in reversed(procs):
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                proc.stop()
             changelog.close()
         _say("[6/6] independent audit")
         report = _audit(conf, policy, serde, plan, workdir)
@@ -181,8 +174,21 @@ def run_demo(options: DemoOptions) -> int:
         }
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if not options.keep:
-            AdminClient(conf).delete_topics(topics)
+            _delete_topics(conf, topics)
         return 0 if report.ok else 1
+
+
+def _delete_topics(conf: dict[str, Any], topics: list[str]) -> None:
+    """Delete the demo's topics and wait for the broker's answers (before it may stop)."""
+    admin = AdminClient(conf)
+    failed = []
+    for topic, future in admin.delete_topics(topics, operation_timeout=60).items():
+        try:
+            future.result(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - reported, the run's verdict stands
+            failed.append(f"{topic}: {exc}")
+    if failed:
+        _say(f"      could not delete {len(failed)} demo topic(s): {'; '.join(failed[:3])}")
 
 
 def _audit(
@@ -221,26 +227,21 @@ def _committed(conf: dict[str, Any], group: str, topics: list[str]) -> int:
         consumer.close()
 
 
-def _route_all(  # noqa: PLR0917 - one private call site
-    conf: dict[str, Any],
-    group: str,
-    sources: list[str],
-    router: subprocess.Popen[bytes],
-    log_path: Path,
-    port: int,
+def _route_all(
+    conf: dict[str, Any], group: str, sources: list[str], router: ServiceProcess
 ) -> tuple[float, float]:
     """Wait for readiness, then until the router has committed every raw record (its outputs
     commit with its offsets); (load seconds, route seconds)."""
     events = sum(_count(conf, t) for t in sources)  # raw topics: plain producers, no markers
     started = time.monotonic()
-    _wait_ready(port, router, log_path, "router")
+    router.wait_ready(timeout=300, every=0.5)
     loaded = time.monotonic() - started
     _say(f"      consent view loaded in {loaded:.1f} s")
     t0 = time.monotonic()
     last = -1
     while (done := _committed(conf, group, sources)) < events:
-        if router.poll() is not None:
-            raise RuntimeError(f"router exited; see {log_path}")
+        if not router.running():
+            raise ServiceError(f"router exited; see {router.log}")
         if done != last:
             rate = done / max(time.monotonic() - t0, 1e-9)
             _say(f"      decided {done:,}/{events:,} ({rate:,.0f} events/s)")
@@ -251,13 +252,8 @@ def _route_all(  # noqa: PLR0917 - one private call site
     return loaded, took
 
 
-def _wait_committed(  # noqa: PLR0917 - private, two call sites
-    conf: dict[str, Any],
-    group: str,
-    topic: str,
-    proc: subprocess.Popen[bytes],
-    log_path: Path,
-    what: str,
+def _wait_committed(
+    conf: dict[str, Any], group: str, topic: str, proc: ServiceProcess, what: str
 ) -> None:
     """Until ``group`` has committed past every record in ``topic`` (for the fold: consent-
     state holds every change; for the router: every change is read and settled)."""
@@ -265,8 +261,8 @@ def _wait_committed(  # noqa: PLR0917 - private, two call sites
     t0 = time.monotonic()
     last = -1
     while (done := _committed(conf, group, [topic])) < total:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited {proc.returncode}; see {log_path}")
+        if not proc.running():
+            raise ServiceError(f"{proc.name} exited {proc.proc.returncode}; see {proc.log}")
         if done != last and time.monotonic() - t0 > 1:
             _say(f"      {what}: {done:,}/{total:,}")
             last = done
@@ -358,7 +354,7 @@ def _retraction(
 
 def _start_serve(  # noqa: PLR0917 - one private call site
     bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path, fold_group: str, token: str
-) -> subprocess.Popen[bytes]:
+) -> ServiceProcess:
     """``consentgate consent serve``: the consent API and its fold child (group
     ``fold_group``), logging to ``workdir/serve.log``."""
     cmd = [
@@ -367,26 +363,27 @@ def _start_serve(  # noqa: PLR0917 - one private call site
         *("--dlq-topic", plan.dlq_topic, "--fold-group", fold_group),
         *("--fold-web-port", str(FOLD_PORT)),
     ]
-    return _spawn(cmd, bootstrap, workdir / "serve.log", {"CONSENTGATE_API_TOKEN": token})
+    serve = _spawn(
+        cmd, bootstrap, workdir / "serve.log", API_PORT, {"CONSENTGATE_API_TOKEN": token}
+    )
+    serve.name = "consent API"
+    return serve
 
 
 def _spawn(
-    args: list[str], bootstrap: str, log_path: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """``consentgate ARGS`` as a child process logging to ``log_path``."""
+    args: list[str],
+    bootstrap: str,
+    log_path: Path,
+    port: int,
+    extra_env: dict[str, str] | None = None,
+) -> ServiceProcess:
+    """``consentgate ARGS`` as a child process logging to ``log_path``, ready on ``port``."""
     env = {
-        **os.environ,
         **(extra_env or {}),
         "CONSENTGATE_BOOTSTRAP": bootstrap,
         "CONSENTGATE_PSEUDONYM_MASTER_KEY": _master_key(),
     }
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "consentgate", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    return ServiceProcess(args, env, log_path, port, append=False)
 
 
 def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> list[str]:
@@ -407,11 +404,7 @@ def _create_topics(conf: dict[str, Any], plan: PolicyPlan, partitions: int) -> l
     return topics
 
 
-def _start_router(
-    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path
-) -> tuple[subprocess.Popen[bytes], Path, int]:
-    port = ROUTER_PORT
-    log_path = workdir / "router.log"
+def _start_router(bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path) -> ServiceProcess:
     cmd = [
         "router",
         "--policy",
@@ -419,24 +412,11 @@ def _start_router(
         "--app-id",
         f"demo-router-{workdir.name}",
         "--web-port",
-        str(port),
+        str(ROUTER_PORT),
         "--consent-wait",
         "10",
         *plan.router_topic_args(),
     ]
-    return _spawn(cmd, bootstrap, log_path), log_path, port
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{what} not ready after 300 s; see {log_path}")
+    router = _spawn(cmd, bootstrap, workdir / "router.log", ROUTER_PORT)
+    router.name = "router"
+    return router

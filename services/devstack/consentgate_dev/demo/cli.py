@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from consentgate.demo.run import DemoOptions, run_demo
 from consentgate.errors import ConfigError
+from consentgate_dev.demo.run import DemoOptions, run_demo
 
 __all__ = ["demo_options", "register"]
 

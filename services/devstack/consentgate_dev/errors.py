@@ -1,0 +1,20 @@
+"""Errors of the development stack, under the product's root so the CLI reports them alike.
+
+ConsentgateError
+└── BrokerError                 the local broker or registry cannot be started or reached
+    └── BrokerSetupError        a prerequisite is missing (Java, Maven, repository, port)
+"""
+
+from __future__ import annotations
+
+from consentgate.errors import ConsentgateError
+
+__all__ = ["BrokerError", "BrokerSetupError"]
+
+
+class BrokerError(ConsentgateError):
+    """The local broker (or registry) failed to start, stop or answer."""
+
+
+class BrokerSetupError(BrokerError):
+    """A prerequisite of the local broker is missing; the message says how to fix it."""
