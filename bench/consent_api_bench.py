@@ -117,7 +117,7 @@ class ApiProc(rb.ServiceProcess):
 
     def append_seconds(self) -> tuple[float, float]:
         """(sum, count) of the server's append histogram."""
-        m = rb.scrape(self.port)
+        m = self.metrics()
         return m.get(APPEND_SUM, 0.0), m.get(APPEND_COUNT, 0.0)
 
     def client(self) -> httpx.Client:

@@ -37,7 +37,6 @@ import random
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # implicit re
 from consentgate.policy.load import load_policy
 from consentgate_dev.cluster import open_cluster
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from consentgate_dev.jvm import free_port
+from machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 POLICY = REPO / "deploy" / "policy.yaml"
@@ -67,20 +70,6 @@ STALL_S = 120.0  # the fold made no progress for this long: give up
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the file ---------------------------------------------------------------------------------

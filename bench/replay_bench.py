@@ -44,7 +44,10 @@ from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMeth
 from consentgate.serde import Serde
 from consentgate.settings import Settings
 from consentgate_dev.cluster import open_cluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "replay.md"
@@ -53,14 +56,6 @@ MASTER_KEY = "bench-only-master-key-0123456789abcdef"
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def code_version() -> str:

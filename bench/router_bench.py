@@ -58,7 +58,6 @@ import platform
 import pstats
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -102,7 +101,19 @@ from consentgate.settings import Settings
 from consentgate_dev.cluster import open_cluster
 from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
 from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate_dev.jvm import free_port
 from consentgate_dev.services import ServiceProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import (
+    busy_share,
+    cpu_model,
+    loadavg,
+    machine_busy,
+    mem_total_gib,
+    proc_cpu_seconds,
+    proc_status_mib,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "router.md"
@@ -126,60 +137,6 @@ def say(text: str) -> None:
 
 
 # -- machine ------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def mem_total_gib() -> float:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    return float("nan")
-
-
-def loadavg() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def machine_busy() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
-    return total - idle, total
-
-
-def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total if total else float("nan")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status_mib(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pct(values: list[float], q: float) -> float:
