@@ -17,7 +17,6 @@ import getpass
 import json
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from consentgate.consent.service import ConsentService
 from consentgate.consent.state_reader import StateReader, SubjectState
 from consentgate.errors import ConsentgateError
 from consentgate.models.consent import ConsentChange
+from consentgate.ops.cli_args import iso_time
 from consentgate.policy.load import load_policy
 from consentgate.router.config import DEFAULT_POLICY
 from consentgate.serde import Serde, SerdeSettings
@@ -50,12 +50,12 @@ def register(subparsers: Any) -> None:
         p.add_argument("purpose")
         p.add_argument("--recipient", help="partner id; omit for first-party purposes")
         if action == "grant":
-            p.add_argument("--effective-time", type=_time, help="ISO 8601, not in the past")
-            p.add_argument("--expires-at", type=_time, help="ISO 8601: the grant lapses then")
+            p.add_argument("--effective-time", type=iso_time, help="ISO 8601, not in the past")
+            p.add_argument("--expires-at", type=iso_time, help="ISO 8601: the grant lapses then")
         else:
             p.add_argument(
                 "--backdate-to",
-                type=_time,
+                type=iso_time,
                 help="operator path: the withdrawal took effect at this earlier time",
             )
             p.add_argument("--reason", help="why the withdrawal is backdated (logged)")
@@ -94,13 +94,6 @@ def register(subparsers: Any) -> None:
 
     importer_cli.register(sub)
     api_cli.register(sub)
-
-
-def _time(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: give an offset (e.g. +00:00 or Z)")
-    return value
 
 
 def _topic_options(parser: argparse.ArgumentParser) -> None:

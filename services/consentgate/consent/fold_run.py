@@ -80,12 +80,17 @@ def run_fold(config: FoldConfig, policy_path: Path, *, loglevel: str = "info") -
 
 
 def _with_credentials(config: FoldConfig, settings: Settings) -> FoldConfig:
+    """The fold's aiokafka credentials: SASL, TLS, or both, as the settings say."""
+    context = settings.ssl_context()
     if not settings.sasl_mechanism:
-        return config
+        if context is None:
+            return config
+        return replace(config, credentials=faust.SSLCredentials(context))
     password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
     creds = faust.SASLCredentials(
         username=settings.sasl_username or "",
         password=password,
         mechanism=settings.sasl_mechanism,
+        ssl_context=context,
     )
     return replace(config, credentials=creds)

@@ -26,11 +26,13 @@ given. What it checks (the kinds of :data:`consentgate.ops.audit_html.FINDING_KI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.pool
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,6 +172,23 @@ def _aware(value: Any) -> datetime | None:
 _FORKED: _Auditor | None = None
 
 
+@contextlib.contextmanager
+def _forking(auditor: _Auditor, workers: int) -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of ``workers`` processes forked from here, whose children see ``auditor``
+    (a fork copies what it has read; no Kafka client may be open at the fork)."""
+    global _FORKED  # noqa: PLW0603 - the forked children's view of this auditor
+    _FORKED = auditor
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            try:
+                yield pool
+            finally:
+                pool.close()
+                pool.join()
+    finally:
+        _FORKED = None
+
+
 def _read_decisions() -> _Decisions:
     if _FORKED is None:  # only ever called in a child forked by _Auditor.run
         raise RuntimeError("no auditor to read with")
@@ -218,15 +237,14 @@ class _Auditor:
         self.provisions: set[tuple[str, str, str]] = set()
         self.delivered: set[tuple[str, str, str]] = set()
         self.sinks = self._sinks()
-        self._fields: dict[str, frozenset[str]] = {}
+        # the fields a declared sink may carry (its own and the reserved ones)
+        self._fields = {t: frozenset(s.fields) | RESERVED_FIELDS for t, s in self.sinks.items()}
 
     # -- reading ------------------------------------------------------------------------
     def run(self) -> AuditReport:
         began = time.monotonic()
-        global _FORKED  # noqa: PLW0603 - the forked children's view of this auditor
-        _FORKED = self
-        pool = multiprocessing.get_context("fork").Pool(1) if self.opt.workers > 1 else None
-        try:
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(_forking(self, 1)) if self.opt.workers > 1 else None
             # with workers, the decision log (the largest records) is read in a child
             # forked before any Kafka client exists here, beside the other reads
             pending = pool.apply_async(_read_decisions) if pool is not None else None
@@ -240,11 +258,6 @@ class _Auditor:
             if pending is not None:
                 self.say(f"decisions from {self.topics.decisions} (read in a child process)")
                 self._take_decisions(pending.get())
-        finally:
-            _FORKED = None
-            if pool is not None:
-                pool.close()
-                pool.join()
         self._account()
         self.say(f"re-judging every record of {len(self.sinks)} sink topics")
         started = time.monotonic()
@@ -264,14 +277,9 @@ class _Auditor:
         """Judge the sinks in ``workers`` forked processes, each a share of the topics, on
         copies of what was read (no Kafka client is open at the fork: each closed after its
         read), and merge their reports."""
-        global _FORKED  # noqa: PLW0603 - the forked children's view of this auditor
-        _FORKED = self
         shares = [[s.topic for s in sinks[i::workers]] for i in range(workers)]
-        try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                parts = pool.map(_check_share, shares)
-        finally:
-            _FORKED = None
+        with _forking(self, workers) as pool:
+            parts = pool.map(_check_share, shares)
         for part, delivered in parts:
             self.report.merge(part)
             self.delivered |= delivered
@@ -615,9 +623,7 @@ class _Auditor:
         if expected is not None and value.get("subject_key") not in (None, expected.decode()):
             return "subject_key is not the subject's key in this sink"
         if sink.topic in self.report.sinks and self.report.sinks[sink.topic].declared:
-            allowed = self._fields.get(sink.topic) or self._fields.setdefault(
-                sink.topic, frozenset(sink.fields) | RESERVED_FIELDS
-            )
+            allowed = self._fields[sink.topic]
             extra = sorted(k for k, v in value.items() if v is not None and k not in allowed)
             if extra:
                 return f"fields the sink does not list: {extra}"

@@ -21,7 +21,7 @@ from typing import Any
 from consentgate.cluster import resolve_bootstrap
 from consentgate.ops.audit import AuditOptions, AuditTopics, parse_sinks, policies_of, run_audit
 from consentgate.ops.audit_html import render_html
-from consentgate.ops.report_cli import _time
+from consentgate.ops.cli_args import add_topic_options, iso_time, router_topics
 from consentgate.policy import PseudonymKeys, load_policy
 from consentgate.router.config import RouterConfig
 from consentgate.serde import Serde
@@ -29,12 +29,7 @@ from consentgate.settings import Settings
 
 __all__ = ["register"]
 
-_TOPIC_OPTIONS = {
-    "changes_topic": "consent_changes",
-    "decisions_topic": "decisions",
-    "provisions_topic": "provisions",
-    "dlq_topic": "dead_letters",
-}
+_TOPICS = ("changes_topic", "decisions_topic", "provisions_topic", "dlq_topic")
 
 
 def register(subparsers: Any) -> None:
@@ -46,7 +41,7 @@ def register(subparsers: Any) -> None:
         "--sinks", nargs="+", metavar="SINK", help="only these sinks (names or topics)"
     )
     parser.add_argument(
-        "--since", type=_time, metavar="TIME", help="only records decided at or after TIME"
+        "--since", type=iso_time, metavar="TIME", help="only records decided at or after TIME"
     )
     parser.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
@@ -81,16 +76,13 @@ def register(subparsers: Any) -> None:
         help="processes judging the sinks (default: 2, or 1 on a single CPU)",
     )
     parser.add_argument("--config", type=Path, help="the router's YAML settings file")
-    for option in _TOPIC_OPTIONS:
-        parser.add_argument("--" + option.replace("_", "-"), dest=option, help="topic name")
+    add_topic_options(parser, _TOPICS)
     parser.set_defaults(handler=_audit)
 
 
 def _audit(args: argparse.Namespace) -> int:
     config = RouterConfig.build(args.config)
-    t = config.topics
-    named = {f: getattr(args, o) for o, f in _TOPIC_OPTIONS.items() if getattr(args, o)}
-    t = t.model_copy(update=named) if named else t
+    t = router_topics(args, config)
     topics = AuditTopics(t.consent_changes, t.decisions, t.dead_letters, t.provisions)
     policy = load_policy(args.policy or config.policy)
     options = AuditOptions(

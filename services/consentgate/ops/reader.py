@@ -49,19 +49,9 @@ def read_topic(
         }
     )
     try:
-        meta = consumer.list_topics(topic, timeout=timeout)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise ConsentgateError(f"topic {topic} does not exist")
-        present = set(meta.topics[topic].partitions)
-        wanted = present if partitions is None else set(partitions)
-        if not wanted <= present:
-            raise ConsentgateError(f"topic {topic} has no partition {sorted(wanted - present)}")
-        starts: dict[int, int] = {}
-        ends: dict[int, int] = {}
-        for p in sorted(wanted):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if (high or 0) > (low or 0):
-                starts[p], ends[p] = int(low or 0), int(high or 0)
+        marks = _marks(consumer, topic, timeout, partitions)
+        starts = {p: low for p, (low, high) in marks.items() if high > low}
+        ends = {p: marks[p][1] for p in starts}
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         todo = set(ends)
         count = 0
@@ -95,13 +85,26 @@ def watermarks(
     A low watermark above 0 means the partition's head was removed (retention, deleteRecords)."""
     consumer = Consumer({**kafka_config, "group.id": f"consentgate-marks-{uuid.uuid4().hex[:8]}"})
     try:
-        meta = consumer.list_topics(topic, timeout=timeout)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise ConsentgateError(f"topic {topic} does not exist")
-        out = {}
-        for p in sorted(meta.topics[topic].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            out[p] = (int(low or 0), int(high or 0))
-        return out
+        return _marks(consumer, topic, timeout, None)
     finally:
         consumer.close()
+
+
+def _marks(
+    consumer: Consumer, topic: str, timeout: float, partitions: Iterable[int] | None
+) -> dict[int, tuple[int, int]]:
+    """(low, high) of each partition of ``topic`` (of ``partitions``, if given)."""
+    meta = consumer.list_topics(topic, timeout=timeout)
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None:
+        why = "it does not exist" if found is None else str(found.error)
+        raise ConsentgateError(f"cannot read topic {topic}: {why}")
+    present = set(found.partitions)
+    wanted = present if partitions is None else set(partitions)
+    if not wanted <= present:
+        raise ConsentgateError(f"topic {topic} has no partition {sorted(wanted - present)}")
+    out = {}
+    for p in sorted(wanted):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        out[p] = (int(low or 0), int(high or 0))
+    return out

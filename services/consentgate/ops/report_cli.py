@@ -17,6 +17,7 @@ from typing import Any
 
 from consentgate.cluster import resolve_bootstrap
 from consentgate.errors import ConfigError
+from consentgate.ops.cli_args import add_topic_options, iso_time, router_topics
 from consentgate.ops.report import ReportTopics, recipient_report, subject_report
 from consentgate.ops.report_format import Report, render_csv, render_json, render_text
 from consentgate.policy import Policy, PseudonymKeys, load_policy
@@ -26,12 +27,7 @@ from consentgate.settings import Settings
 
 __all__ = ["register"]
 
-_TOPIC_OPTIONS = {
-    "changes_topic": "consent_changes",
-    "state_topic": "consent_state",
-    "decisions_topic": "decisions",
-    "provisions_topic": "provisions",
-}
+_TOPICS = ("changes_topic", "state_topic", "decisions_topic", "provisions_topic")
 
 
 def register(subparsers: Any) -> None:
@@ -46,7 +42,7 @@ def register(subparsers: Any) -> None:
     subject.add_argument("id", metavar="ID", help="the subject id")
     subject.add_argument(
         "--as-of",
-        type=_time,
+        type=iso_time,
         metavar="TIME",
         help="the current state as of this time (ISO 8601 with an offset; default: now)",
     )
@@ -72,39 +68,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     form.add_argument("--csv", action="store_true", help="CSV with a header row")
     parser.add_argument("--policy", type=Path, help="policy file (default: the router's)")
     parser.add_argument("--config", type=Path, help="the router's YAML settings file")
-    for option in _TOPIC_OPTIONS:
-        parser.add_argument("--" + option.replace("_", "-"), dest=option, help="topic name")
+    add_topic_options(parser, _TOPICS)
 
 
 def _since(text: str) -> date | datetime:
     if "T" in text or " " in text:
-        return _time(text)
+        return iso_time(text)
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: not an ISO 8601 date or time") from exc
 
 
-def _time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: not an ISO 8601 time") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r}: give an offset (e.g. +09:00 or Z)")
-    return value
-
-
 def _setup(args: argparse.Namespace) -> tuple[dict[str, Any], Policy, Serde, ReportTopics]:
     config = RouterConfig.build(args.config)
-    topics = ReportTopics.of(config.topics)
-    overrides = {
-        field: getattr(args, option)
-        for option, field in _TOPIC_OPTIONS.items()
-        if getattr(args, option)
-    }
-    if overrides:
-        topics = ReportTopics.of(config.topics.model_copy(update=overrides))
+    topics = ReportTopics.of(router_topics(args, config))
     policy = load_policy(args.policy or config.policy)
     settings = Settings()
     kafka = settings.kafka_config(resolve_bootstrap(settings))
