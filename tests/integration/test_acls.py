@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclBindingFilter,
@@ -39,6 +39,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from pydantic import SecretStr
 
 from consentgate.serde import Serde
 from consentgate_dev.broker.local import LocalBroker
@@ -74,6 +75,8 @@ class Secured:
     plain: str  # the operator's listener (User:ANONYMOUS, a super user)
     sasl: str
     workdir: Path
+    tls: str = ""  # the SASL_SSL listener, its certificate from a test CA for 127.0.0.1
+    ca: Path | None = None
 
     def conf(self, user: str) -> dict[str, Any]:
         return {
@@ -84,9 +87,9 @@ class Secured:
             "sasl.password": _password(user),
         }
 
-    def env(self, user: str) -> dict[str, str]:
-        """The product's settings for ``user`` on the SASL listener."""
-        return {
+    def env(self, user: str, *, tls: bool = False) -> dict[str, str]:
+        """The product's settings for ``user`` on the SASL listener (``tls``: SASL_SSL)."""
+        env = {
             "CONSENTGATE_BOOTSTRAP": self.sasl,
             "CONSENTGATE_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             "CONSENTGATE_SASL_MECHANISM": "SCRAM-SHA-512",
@@ -94,9 +97,16 @@ class Secured:
             "CONSENTGATE_SASL_PASSWORD": _password(user),
             "CONSENTGATE_PSEUDONYM_MASTER_KEY": MASTER_KEY,
         }
+        if tls:
+            env["CONSENTGATE_BOOTSTRAP"] = self.tls
+            env["CONSENTGATE_SECURITY_PROTOCOL"] = "SASL_SSL"
+            env["CONSENTGATE_SSL_CA_LOCATION"] = str(self.ca)
+        return env
 
-    def cli(self, user: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env(user)}
+    def cli(
+        self, user: str, *args: str, timeout: float = 180, tls: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env(user, tls=tls)}
         return subprocess.run(
             [sys.executable, "-m", "consentgate", *args],
             env=env,
@@ -108,21 +118,62 @@ class Secured:
         )
 
 
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def _test_ca(folder: Path, key_password: str) -> tuple[Path, Path]:
+    """A test CA and, signed by it, the broker's PEM key store for 127.0.0.1 only (an
+    encrypted PKCS#8 key, then its certificate): (CA certificate, key store)."""
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+    _openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-subj", "/CN=consentgate test CA", "-keyout", str(ca_key), "-out", str(ca)),
+        *("-addext", "basicConstraints=critical,CA:TRUE"),
+        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+    )
+    key, csr, cert = folder / "broker.key", folder / "broker.csr", folder / "broker.pem"
+    _openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"),
+        *("-keyout", str(key), "-out", str(csr)),
+    )
+    ext = folder / "broker.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    _openssl(
+        *("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key)),
+        *("-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(ext)),
+    )
+    encrypted = folder / "broker.p8"
+    _openssl(
+        *("pkcs8", "-topk8", "-in", str(key), "-out", str(encrypted)),
+        # PBE-SHA1-3DES: the Java 17 the broker runs on has no PBES2 key factory
+        *("-v1", "PBE-SHA1-3DES", "-passout", f"pass:{key_password}"),
+    )
+    store = folder / "broker-keystore.pem"
+    store.write_text(encrypted.read_text() + cert.read_text())
+    return ca, store
+
+
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     state = tmp_path_factory.mktemp("secured-broker")
+    key_password = "test-key-password"
+    ca, store = _test_ca(tmp_path_factory.mktemp("tls"), key_password)
     settings = DevSettings(
         state_dir=state,
         broker_port=free_port(),
         broker_controller_port=free_port(),
         broker_sasl_port=free_port(),
+        broker_tls_port=free_port(),
+        broker_tls_keystore=store,
+        broker_tls_key_password=SecretStr(key_password),
         broker_heap="384m",
     )
     broker = LocalBroker(settings)
     broker.start(timeout=180)
     try:
-        assert broker.sasl_bootstrap is not None
-        env = Secured(broker.bootstrap, broker.sasl_bootstrap, state)
+        assert broker.sasl_bootstrap is not None and broker.tls_bootstrap is not None
+        env = Secured(broker.bootstrap, broker.sasl_bootstrap, state, broker.tls_bootstrap, ca)
         admin = AdminClient({"bootstrap.servers": env.plain})
         upserts = [
             UserScramCredentialUpsertion(
@@ -423,3 +474,58 @@ def _sink_event_ids(env: Secured, user: str, wanted: uuid.UUID) -> set[str]:
     finally:
         consumer.close()
     return seen
+
+
+def test_the_consent_service_runs_over_tls_and_checks_the_broker_s_name(
+    secured: Secured, applied: str
+) -> None:
+    """SASL_SSL with the CA from the settings: the fold (aiokafka, an SSL context), the
+    consent CLI's writes and reads (librdkafka) work; a name the certificate does not hold
+    (localhost, where it names 127.0.0.1 only) is refused."""
+    work = secured.workdir / f"tls-{uuid.uuid4().hex[:6]}"
+    work.mkdir()
+    port = free_port()
+    fold = ServiceProcess(
+        [
+            *("consent", "fold", "--policy", str(POLICY_FILE), "--web-port", str(port)),
+            *("--group", "consentgate-fold-tls"),
+        ],
+        secured.env("consentgate-consent", tls=True),
+        work / "fold.log",
+        port,
+    )
+    fold.name = "consent fold (TLS)"
+    subject = f"tls-{uuid.uuid4().hex[:6]}"
+    try:
+        fold.wait_ready(timeout=180)
+        grant = secured.cli(
+            "consentgate-consent",
+            *("consent", "grant", subject, "analytics", "--wait", "60"),
+            *("--policy", str(POLICY_FILE)),
+            tls=True,
+        )
+        assert grant.returncode == 0, grant.stdout + grant.stderr + fold.tail()
+    finally:
+        fold.stop()
+    shown = secured.cli("consentgate-audit", "consent", "show", subject, "--json", tls=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "analytics" in shown.stdout
+    from consentgate.settings import Settings  # noqa: PLC0415 - the settings under test
+
+    settings = Settings.model_validate(
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "consentgate-audit",
+            "sasl_password": _password("consentgate-audit"),
+            "ssl_ca_location": secured.ca,
+        }
+    )
+    wrong_name = secured.tls.replace("127.0.0.1", "localhost")
+    admin = AdminClient({**settings.kafka_config(wrong_name), "log_level": 0})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=10)
+    # the same address with the name check off connects: the refusal above was the check
+    unchecked = settings.model_copy(update={"ssl_endpoint_identification": False})
+    admin = AdminClient({**unchecked.kafka_config(wrong_name), "log_level": 0})
+    assert "consent.state.v1" in admin.list_topics(timeout=30).topics

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from consentgate.settings import Settings
 
@@ -32,5 +32,8 @@ class DevSettings(Settings):
     broker_port: int = 19192
     broker_controller_port: int = 19193
     broker_sasl_port: int | None = None  # a SASL/SCRAM listener and the authorizer too
+    broker_tls_port: int | None = None  # a SASL_SSL listener too (needs the key store)
+    broker_tls_keystore: Path | None = None  # PEM: encrypted PKCS#8 key + certificate chain
+    broker_tls_key_password: SecretStr | None = None
     broker_heap: str = "512m"
     java_home: Path | None = None

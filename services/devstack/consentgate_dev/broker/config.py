@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SASL_MECHANISM", "SUPER_USERS", "log4j2_properties", "server_properties"]
+__all__ = ["SASL_MECHANISM", "SUPER_USERS", "TlsListener", "log4j2_properties", "server_properties"]
 
 
 SASL_MECHANISM = "SCRAM-SHA-512"
 SUPER_USERS = ("User:ANONYMOUS", "User:admin")
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A SASL_SSL listener: its port, and the broker's PEM key store (an encrypted PKCS#8
+    private key followed by its certificate chain) with the key's password."""
+
+    port: int
+    keystore: Path
+    key_password: str
+
+
 def server_properties(
-    data_dir: Path, port: int, controller_port: int, sasl_port: int | None = None
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    sasl_port: int | None = None,
+    tls: TlsListener | None = None,
 ) -> str:
     """A combined broker+controller, bound to 127.0.0.1 only, tuned for one small machine.
 
@@ -21,7 +36,8 @@ def server_properties(
     StandardAuthorizer, denying what no ACL allows. The PLAINTEXT listener stays: the
     broker's own (inter-broker, controller) and the operator's path, whose principal
     User:ANONYMOUS is a super user, as is User:admin on the SASL listener; every other
-    principal gets exactly what its ACLs allow.
+    principal gets exactly what its ACLs allow. With ``tls`` the same SCRAM users and ACLs
+    also hold on a SASL_SSL listener (the production setting, here with a test CA).
     """
     props = {
         "process.roles": "broker,controller",
@@ -49,15 +65,24 @@ def server_properties(
         "log.cleaner.dedupe.buffer.size": "16777216",
         "auto.create.topics.enable": "false",
     }
+    listeners = []
     if sasl_port is not None:
-        props["listeners"] += f",SASL://127.0.0.1:{sasl_port}"
-        props["advertised.listeners"] += f",SASL://127.0.0.1:{sasl_port}"
-        props["listener.security.protocol.map"] += ",SASL:SASL_PLAINTEXT"
-        props["sasl.enabled.mechanisms"] = SASL_MECHANISM
-        props["listener.name.sasl.sasl.enabled.mechanisms"] = SASL_MECHANISM
-        props[f"listener.name.sasl.{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
+        listeners.append(("SASL", "SASL_PLAINTEXT", sasl_port))
+    if tls is not None:
+        listeners.append(("SECURE", "SASL_SSL", tls.port))
+        props["listener.name.secure.ssl.keystore.type"] = "PEM"
+        props["listener.name.secure.ssl.keystore.location"] = str(tls.keystore)
+        props["listener.name.secure.ssl.key.password"] = tls.key_password
+    for name, protocol, listen_port in listeners:
+        props["listeners"] += f",{name}://127.0.0.1:{listen_port}"
+        props["advertised.listeners"] += f",{name}://127.0.0.1:{listen_port}"
+        props["listener.security.protocol.map"] += f",{name}:{protocol}"
+        props[f"listener.name.{name.lower()}.sasl.enabled.mechanisms"] = SASL_MECHANISM
+        props[f"listener.name.{name.lower()}.{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         )
+    if listeners:
+        props["sasl.enabled.mechanisms"] = SASL_MECHANISM
         props["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
         props["super.users"] = ";".join(SUPER_USERS)
         props["allow.everyone.if.no.acl.found"] = "false"

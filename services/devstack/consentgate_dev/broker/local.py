@@ -46,6 +46,7 @@ class LocalBroker:
         self.port = self.settings.broker_port
         self.controller_port = self.settings.broker_controller_port
         self.sasl_port = self.settings.broker_sasl_port
+        self.tls = self._tls()
         self.daemon = jvm.Daemon(
             name="broker",
             pid_file=self.root / "broker.pid",
@@ -56,6 +57,26 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def _tls(self) -> config.TlsListener | None:
+        s = self.settings
+        if s.broker_tls_port is None:
+            return None
+        if s.broker_tls_keystore is None or s.broker_tls_key_password is None:
+            raise BrokerSetupError(
+                "CONSENTGATE_BROKER_TLS_PORT needs CONSENTGATE_BROKER_TLS_KEYSTORE (PEM: an "
+                "encrypted PKCS#8 key and its certificate chain) and _TLS_KEY_PASSWORD"
+            )
+        return config.TlsListener(
+            s.broker_tls_port,
+            s.broker_tls_keystore.absolute(),
+            s.broker_tls_key_password.get_secret_value(),
+        )
+
+    @property
+    def tls_bootstrap(self) -> str | None:
+        """The SASL_SSL listener's address, when the broker has one."""
+        return None if self.tls is None else f"127.0.0.1:{self.tls.port}"
 
     @property
     def sasl_bootstrap(self) -> str | None:
@@ -101,7 +122,8 @@ class LocalBroker:
                 f"broker pid {pid} is alive but does not answer; try `consentgate broker stop`"
             )
         java = jvm.find_java(jvm.MIN_JAVA, self.settings.java_home)
-        ports = (self.port, self.controller_port, *([self.sasl_port] if self.sasl_port else []))
+        extra = [p for p in (self.sasl_port, self.tls and self.tls.port) if p]
+        ports = (self.port, self.controller_port, *extra)
         for port in ports:
             if jvm.port_in_use(port):
                 raise BrokerSetupError(
@@ -127,7 +149,9 @@ class LocalBroker:
     def _write_config(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         (self.root / "server.properties").write_text(
-            config.server_properties(self.data, self.port, self.controller_port, self.sasl_port),
+            config.server_properties(
+                self.data, self.port, self.controller_port, self.sasl_port, self.tls
+            ),
             encoding="utf-8",
         )
         (self.root / "log4j2.properties").write_text(
