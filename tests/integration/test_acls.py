@@ -236,7 +236,7 @@ def _reads(env: Secured, user: str, topic: str, group: str) -> bool:
     consumer = Consumer(
         {
             **env.conf(user),
-            "group.id": f"{group}-{uuid.uuid4().hex[:6]}",
+            "group.id": f"{group}.{uuid.uuid4().hex[:6]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "log_level": 0,
@@ -289,6 +289,8 @@ def test_analytics_reads_its_sink_and_nothing_upstream_or_partner(
 def test_a_partner_reads_its_own_topic_never_another_partner_s(
     secured: Secured, applied: str
 ) -> None:
+    """(A group of a partner's starts with ``partner-<recipient>.``, so one recipient's prefix
+    never covers another's groups.)"""
     kaede, hoshino = "partner-kaede-trading", "partner-hoshino-electric"
     assert _reads(secured, kaede, "partner.kaede-trading.browsing.v1", kaede)
     assert not _reads(secured, kaede, "partner.hoshino-electric.browsing.v1", kaede)

@@ -69,13 +69,13 @@ def test_roles_names_groups_and_transactional_ids_become_bindings() -> None:
 
 def test_each_partner_reads_its_own_sinks_and_nothing_else() -> None:
     spec = parse_access(
-        {"partners": {"principal": "User:partner-{recipient}", "groups": ["p-{recipient}"]}},
+        {"partners": {"principal": "User:partner-{recipient}", "groups": ["p-{recipient}."]}},
         parse_spec(TOPICS),
         RECIPIENTS,
     )
     assert set(spec.of("User:partner-a")) == {
         Binding("User:partner-a", "TOPIC", "partner.a.v1", "LITERAL", "READ"),
-        Binding("User:partner-a", "GROUP", "p-a", "PREFIXED", "READ"),
+        Binding("User:partner-a", "GROUP", "p-a.", "PREFIXED", "READ"),
     }
     assert spec.governs("User:partner-b")
     assert spec.governs("User:partner-gone")  # a removed recipient: apply takes its ACLs away
@@ -91,6 +91,10 @@ def test_each_partner_reads_its_own_sinks_and_nothing_else() -> None:
         ({"principals": {"x": {"principal": "User:x"}, "y": {"principal": "User:x"}}}, "twice"),
         ({"partners": {"principal": "User:partner"}}, "{recipient}"),
         ({"partners": {"principal": "User:p-{recipient}", "read": ["raw"]}}, "no read/write"),
+        (
+            {"partners": {"principal": "User:p-{recipient}", "groups": ["p-{recipient}"]}},
+            "delimiter",
+        ),
         ({"principals": {"x": {"principal": "User:x", "reed": ["raw"]}}}, "invalid access"),
     ],
 )

@@ -16,7 +16,7 @@ File shape (beside ``topics``; a topic is named literally or by its role, ``role
           groups: [analytics]
       partners:                                   # one principal per policy recipient
         principal: User:partner-{recipient}
-        groups: [partner-{recipient}]
+        groups: [partner-{recipient}.]
 
 Each partner principal reads exactly the sinks whose ``recipient`` in the policy is its
 recipient, and nothing else. What it resolves to is a set of ALLOW bindings (Kafka's READ
@@ -173,6 +173,13 @@ def parse_access(data: Any, spec: TopicsSpec, recipients: Mapping[str, str]) -> 
             raise ConfigError("access.partners.principal must contain {recipient}")
         if template.read or template.write:
             raise ConfigError("access.partners reads its policy sinks: no read/write list")
+        for prefix in (*template.groups, *template.transactional_ids):
+            if prefix.endswith(_RECIPIENT):
+                raise ConfigError(
+                    f"access.partners prefix {prefix!r} ends with {_RECIPIENT}: it would also "
+                    "match a longer recipient's (partner-acme: partner-acme-2); end it with a "
+                    "delimiter, e.g. partner-{recipient}."
+                )
         head, _, tail = template.principal.partition(_RECIPIENT)
         pattern = re.compile(re.escape(head) + r"[A-Za-z0-9._-]+" + re.escape(tail))
         for recipient in sorted(set(recipients.values())):
