@@ -21,9 +21,21 @@ from consentgate_dev.broker import config, jars
 from consentgate_dev.errors import BrokerError, BrokerSetupError
 from consentgate_dev.settings import DevSettings
 
-__all__ = ["BrokerStatus", "LocalBroker"]
+__all__ = ["BrokerStatus", "LocalBroker", "new_cluster_id"]
 
 log = logging.getLogger(__name__)
+
+
+def new_cluster_id() -> str:
+    """A random cluster id: a type-4 UUID in URL-safe base64 (22 characters).
+
+    Like Kafka's own ``Uuid.randomUuid``, it never starts with "-", which command-line
+    parsers read as an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,7 @@ class LocalBroker:
             config.log4j2_properties(self.log_file), encoding="utf-8"
         )
 
-    def _format_once(self, java: Path, libs: Path) -> None:
+    def _format_once(self, java: Path, libs: Path, cluster_id: str | None = None) -> None:
         meta = self.data / "meta.properties"
         if meta.exists():
             text = meta.read_text(encoding="utf-8", errors="replace")
@@ -173,17 +185,15 @@ class LocalBroker:
                 f"corrupt state folder {self.data}: it holds files but no meta.properties; "
                 f"remove {self.root} to start afresh"
             )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = cluster_id or new_cluster_id()
         proc = subprocess.run(
             [
                 *self._java_cmd(java, libs),
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.root / "server.properties"),
+                f"--cluster-id={cluster_id}",  # attached: an id may not be read as an option
+                f"--config={self.root / 'server.properties'}",
             ],
             capture_output=True,
             text=True,
