@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-integration lint format broker-up broker-down broker-status demo bench clean
+.PHONY: install test test-unit test-integration test-faults lint format broker-up broker-down broker-status demo bench soak clean
 
 $(STAMP): pyproject.toml services/devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version.split()[0]'
@@ -27,6 +27,11 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+# the fault suite at full size (10 x kill -9 over 200,000 events, ...) and the corpus;
+# each test writes its report to .state/fault-reports/ (make test runs the short sizes)
+test-faults: $(STAMP)
+	CONSENTGATE_FAULTS=full $(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check services tests bench
@@ -51,6 +56,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+soak: $(STAMP)  ## bench/soak.py: one router for 10 min at a steady rate (SOAK_ARGS=--minutes 1 ...)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +19,12 @@ import yaml
 from confluent_kafka import Message, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from consentgate.ops.audit import AuditOptions, AuditReport, AuditTopics, run_audit
 from consentgate.ops.reader import watermarks
-from consentgate.policy import load_policy
 from consentgate.settings import Settings
+from tests.integration.faults import audit
 from tests.integration.router_harness import MASTER_KEY, RouterEnv, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def audit(
-    env: RouterEnv,
-    *,
-    provisions: str | None = None,
-    past: tuple[Path, ...] = (),
-    workers: int = 1,
-) -> AuditReport:
-    report = run_audit(
-        Settings().kafka_config(env.bootstrap),
-        load_policy(env.policy_path),
-        env.serde,
-        AuditTopics(
-            changes=env.changes,
-            decisions=env.decisions,
-            dead_letters=env.dlq,
-            provisions=provisions or env.provisions,
-        ),
-        keys=env.keys,
-        options=AuditOptions(
-            settle=timedelta(0),
-            past_policies=tuple(load_policy(p) for p in past),
-            workers=workers,
-        ),
-    )
-    print(report.render())
-    return report
 
 
 def records(env: RouterEnv, topic: str) -> list[Message]:

@@ -17,9 +17,10 @@ from consentgate.consent.timeline import Timeline
 from consentgate.models.consent import ConsentTimeline
 from tests.integration.conftest import ConsentEnvFactory
 from tests.integration.consent_harness import FoldProcess
+from tests.integration.faults import write_report
 from tests.kafka_helpers import consume_all
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SUBJECTS = 2_000
 CHANGES = 24_000
@@ -105,3 +106,12 @@ def test_two_fold_replicas_killed_nine_times_lose_and_repeat_nothing(
     alive = [f for f in folds.values() if f.proc.poll() is None]
     assert len(alive) == 2, "\n".join(f.tail(20) for f in folds.values())
     print(f"seed {seed}: {kills} kills, {CHANGES} changes over {len(expected)} subjects")
+    write_report(
+        "fold_kill_9",
+        seed=seed,
+        kills=kills,
+        changes=CHANGES,
+        subjects=len(expected),
+        lost=0,
+        applied_twice=0,
+    )

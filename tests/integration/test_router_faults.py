@@ -1,5 +1,8 @@
 """Exactly-once under faults, checked by reading every output topic (read_committed), never
-with the router's own counters: kill -9 mid-transaction and rebalances mid-stream.
+with the router's own counters, and by the independent audit: kill -9 mid-transaction and
+rebalances mid-stream. Sizes: ``make test`` runs the short version, ``make test-faults``
+(``CONSENTGATE_FAULTS=full``) the full one (10 kills over 200,000 events); each run writes
+its report (tests/integration/faults.py).
 
 Every raw event must end with exactly one decision record, every allowed (event, sink) with
 exactly one sink record, every (subject, recipient, sink, day) with exactly one provision,
@@ -19,9 +22,10 @@ import pytest
 
 from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
+from tests.integration.faults import audit, scale, write_report
 from tests.integration.router_harness import RouterEnv
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SUBJECTS = 2_000
 
@@ -62,7 +66,7 @@ def _setup(env: RouterEnv, events: int, tag: str) -> dict[str, int]:
     return ids
 
 
-def _check_exactly_once(env: RouterEnv, ids: dict[str, int]) -> None:
+def _check_exactly_once(env: RouterEnv, ids: dict[str, int]) -> dict[str, int]:
     decisions = Counter(
         str(env.serde.decode(m.value()).value["event_id"])
         for m in env.read(env.decisions, expected=len(ids), timeout=120)
@@ -87,16 +91,18 @@ def _check_exactly_once(env: RouterEnv, ids: dict[str, int]) -> None:
     assert max(provisions.values()) == 1, "duplicate provisions"
     assert len(provisions) == expected_provisions
     assert env.read(env.dlq, timeout=5) == []
+    return {"decisions": sum(decisions.values()), "duplicates": 0, "missing": 0, "leaked": 0}
 
 
 def test_kill_minus_nine_ten_times_loses_and_duplicates_nothing(
     router_env_factory: EnvFactory,
 ) -> None:
     env = router_env_factory(partners=["client-01", "client-02"], score_partners=[])
-    ids = _setup(env, 100_000, "k")
-    rng = random.Random(20261202)
+    events, kills, seed = scale(100_000, 200_000), 10, 20261202
+    ids = _setup(env, events, "k")
+    rng = random.Random(seed)
     kills_mid_work = 0
-    for _kill in range(10):
+    for _kill in range(kills):
         router = env.start_router(instance_id="kill-test", extra=["--loop.commit-interval", "0.2"])
         time.sleep(rng.uniform(0.3, 2.0))
         before = env._written(env.decisions)
@@ -104,20 +110,35 @@ def test_kill_minus_nine_ten_times_loses_and_duplicates_nothing(
         if before < len(ids):
             kills_mid_work += 1
     env.start_router(instance_id="kill-test")
-    env.decisions_by_event(len(ids), timeout=300)
+    env.decisions_by_event(len(ids), timeout=scale(300, 900))
     assert kills_mid_work >= 5, "the kills did not land while work was in progress"
-    _check_exactly_once(env, ids)
+    counts = _check_exactly_once(env, ids)
+    report = audit(env, workers=2)
+    write_report(
+        "router_kill_9",
+        seed=seed,
+        events=events,
+        kills=kills,
+        kills_mid_work=kills_mid_work,
+        audit=report.verdict,
+        **counts,
+    )
+    assert report.ok, report.render()
 
 
 def test_rebalances_mid_stream_lose_and_duplicate_nothing(router_env_factory: EnvFactory) -> None:
     env = router_env_factory(partners=["client-01", "client-02"], score_partners=[])
-    ids = _setup(env, 60_000, "r")
+    events = scale(60_000, 200_000)
+    ids = _setup(env, events, "r")
     first = env.start_router(instance_id="rb-0")
     for n in range(3):  # a second worker joins, then leaves, three times
         second = env.start_router(instance_id=f"rb-{n + 1}")
         time.sleep(1.5)
         second.stop(signal.SIGTERM)
         time.sleep(0.5)
-    env.decisions_by_event(len(ids), timeout=300)
+    env.decisions_by_event(len(ids), timeout=scale(300, 900))
     assert first.proc.poll() is None, first.tail()
-    _check_exactly_once(env, ids)
+    counts = _check_exactly_once(env, ids)
+    report = audit(env, workers=2)
+    write_report("router_rebalance", events=events, rebalances=3, audit=report.verdict, **counts)
+    assert report.ok, report.render()

@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from consentgate.consent.accept import rejection
 from consentgate.consent.timeline import Timeline, apply, horizon_start, trim
 from consentgate.errors import ConsentgateError, DecodeError, ValidationError
-from consentgate.models.consent import ConsentAction, ConsentChange, ConsentTimeline
-from consentgate.router.partitioner import partition_for
+from consentgate.models.consent import ConsentChange, ConsentTimeline
 from consentgate.serde import Serde
 
 __all__ = ["ERASED_BASE", "FoldError", "FoldResult", "PartitionFold", "RawChange", "Rejection"]
@@ -170,18 +170,8 @@ class PartitionFold:
         except (DecodeError, ValidationError) as exc:
             reject(type(exc).__name__, str(exc))
             return None
-        if record.key != change.subject_id.encode():
-            reject("KeyMismatch", "the record key is not the change's subject id")
-            return None
-        expected = partition_for(record.key, self.partitions)
-        if expected != self.partition:
-            reject(
-                "Misrouted",
-                f"the subject's partition is {expected}, not {self.partition} "
-                "(written without the murmur2 partitioner)",
-            )
-            return None
-        if change.action is ConsentAction.GRANT and change.effective_time < change.recorded_time:
-            reject("BackdatedGrant", "a grant cannot take effect before it was recorded")
+        rejected = rejection(record.key, change, self.partition, self.partitions)
+        if rejected is not None:
+            reject(rejected.error_type, rejected.reason)
             return None
         return change

@@ -5,11 +5,14 @@ Per (event, selected sink), with the sink's name for the event (``EventRef.ids``
 
 - allowed and held: unchanged; allowed and not held: would be added;
 - denied and held: retracted, under every key that holds the subject's data in that sink:
-  the keys of the event's own records, and, for a partner sink, the keys the provision
-  ledger names for the subject that the sink still holds (a record written under a former
-  pseudonym key carries an event id scoped with that key, which no current key can
-  recompute: the ledger's ``subject_key`` is what links it to the subject). A denied event
-  of a subject the sink holds data of under a former key counts as held: fail closed.
+  the keys of the event's own records, and, for a partner sink, the keys other than the
+  subject's current one that the provision ledger names for the subject and the sink still
+  holds (a record written under a former pseudonym key carries an event id scoped with that
+  key, which no current key can recompute: the ledger's ``subject_key`` is what links it to
+  the subject). A denied event of a subject the sink holds data of under a former key counts
+  as held: fail closed. Under the current key each record is judged by its own event: a
+  denied event does not retract its subject's allowed ones (which would be written again,
+  after the retraction: churn for consumers, and duplicates in the audit).
 
 The result is, per sink, key -> the decision that retracts it (the first one found), and the
 (sink, identity) pairs retracted, so that the writing pass records their decisions.
@@ -21,7 +24,7 @@ from consentgate.ops.replay_consent import ConsentSource
 from consentgate.ops.replay_judge import judge_record
 from consentgate.ops.replay_live import HeldIndex, classify
 from consentgate.ops.replay_report import ReplayReport
-from consentgate.policy import Decision, Sink
+from consentgate.policy import Decision, Sink, retraction_key
 from consentgate.router.judge import Judge
 from consentgate.router.plan import RawRecord
 
@@ -63,7 +66,7 @@ class Decider:
             held = index.holds(ids)
             keys: set[bytes] = set()
             if not decision.allowed:
-                keys = index.keys_of(ids) | index.subject_keys(ref.subject)
+                keys = index.keys_of(ids) | self._former_keys(index, sink, ref.subject)
                 held = held or bool(keys)
             outcome = classify(decision.allowed, held)
             report.outcome(sink.name, sink.topic, outcome)
@@ -72,6 +75,16 @@ class Decider:
                 for key in keys:
                     pending.setdefault(key, decision)
                 self.retracted.update((sink.name, i) for i in ids)
+
+    def _former_keys(self, index: HeldIndex, sink: Sink, subject: str | None) -> set[bytes]:
+        """The keys the ledger names for ``subject`` in ``sink`` other than its key now.
+        Records under the current key carry ids this replay computes, so each is judged by
+        its own event (a denied event does not take its subject's allowed ones with it)."""
+        keys = index.subject_keys(subject)
+        current = retraction_key(sink, subject, self.keys) if subject is not None else None
+        if current is not None:
+            keys.discard(current.encode())
+        return keys
 
     def finish(self) -> dict[str, dict[bytes, Decision]]:
         for sink in self.sinks:

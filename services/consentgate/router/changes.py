@@ -1,33 +1,46 @@
-"""Consent changes on the router's changes partitions: withdrawals and erasures turn into
-retractions once the consent view shows them (see pending.py for why that order).
+"""Consent changes on the router's changes partitions: each is *unsettled* until the consent
+view shows it; withdrawals and erasures then turn into retractions (see pending.py for why
+that order).
 
-A change that cannot be decoded is dead-lettered (stage ``consent``); a withdrawal or erasure
-on another partition than its subject's is dead-lettered as misrouted (no view could ever
-show it, so its retractions could not be ordered after the data).
+A change that cannot be decoded is dead-lettered (stage ``consent``). A change the fold
+rejects (consent/accept.py: not keyed by its subject, on another partition than its
+subject's, a backdated grant) never reaches the view, so nothing waits for it: a
+withdrawal or erasure among them is dead-lettered (its retractions could never be ordered
+after the data), the others are the fold's dead letters only.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
 
+from consentgate.consent.accept import Rejected, rejection
 from consentgate.errors import DecodeError
 from consentgate.models.consent import ConsentChange
-from consentgate.router.judge import Misrouted
 from consentgate.router.pending import retracting, view_shows
-from consentgate.router.plan import RoutePlan
+from consentgate.router.plan import NamedRejection, RoutePlan
 from consentgate.router.retract import retractions
 
 if TYPE_CHECKING:
     from consentgate.router.loop import RouterLoop
 
-__all__ = ["read_change", "work_changes"]
+__all__ = ["Refused", "read_change", "work_changes"]
 
 
-def read_change(loop: RouterLoop, m: Message) -> ConsentChange | DecodeError:
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A decoded change the fold will not fold."""
+
+    change: ConsentChange
+    why: Rejected
+
+
+def read_change(loop: RouterLoop, m: Message) -> ConsentChange | DecodeError | Refused:
+    """The change of ``m``; an accepted one holds its subject until the view shows it."""
     try:
         change = loop.judge.core.serde.decode_model(
             m.value(),
@@ -38,14 +51,18 @@ def read_change(loop: RouterLoop, m: Message) -> ConsentChange | DecodeError:
         )
     except DecodeError as exc:
         return exc
-    if retracting(change):
-        loop.unsettled[m.partition()].add(change.subject_id.encode())  # type: ignore[index]
+    partition: int = m.partition()  # type: ignore[assignment]  # a record's
+    why = rejection(m.key(), change, partition, loop.judge.partitions)
+    if why is not None:
+        return Refused(change, why)
+    loop.unsettled[partition].add(change.subject_id.encode())
     return change
 
 
 def work_changes(
     loop: RouterLoop, key: tuple[str, int], queue: deque[list[Any]], now: datetime
 ) -> None:
+    """Settle the partition's changes in log order; stop at the first the view lacks."""
     partition = key[1]
     core = loop.judge.core
     while queue:
@@ -53,13 +70,12 @@ def work_changes(
         if isinstance(change, DecodeError):
             letter = core.dead_letter(rec, now, "consent", change)
             loop.emitter.emit(RoutePlan((letter,), None, dead_letter=True), rec, partition)
-        elif (
-            retracting(change) and loop.judge.partition_of(change.subject_id.encode()) != partition
-        ):  # the view of this partition can never show it
-            loop.unsettled[partition].settle(change.subject_id.encode())
-            letter = core.dead_letter(rec, now, "consent", Misrouted(_misrouted(change)))
-            loop.emitter.emit(RoutePlan((letter,), None, dead_letter=True), rec, partition)
-        elif retracting(change):
+        elif isinstance(change, Refused):
+            if retracting(change.change):
+                why = NamedRejection(change.why.error_type, _refused(change))
+                letter = core.dead_letter(rec, now, "consent", why)
+                loop.emitter.emit(RoutePlan((letter,), None, dead_letter=True), rec, partition)
+        else:
             subject = change.subject_id.encode()
             lookup = loop.view.lookup(partition, subject)
             try:
@@ -70,15 +86,18 @@ def work_changes(
             if not shown:
                 loop.s.note_unsettled(change, rec.where)
                 return  # later changes of this partition wait: settle in log order
-            outs = retractions(core.policy, change, core.keys)
-            loop.emitter.emit_retractions(outs, change, rec.where)
+            if retracting(change):
+                outs = retractions(core.policy, change, core.keys)
+                loop.emitter.emit_retractions(outs, change, rec.where)
             loop.unsettled[partition].settle(subject)
+            loop.s.note_settled(change)
         queue.popleft()
         loop.offsets[key] = rec.offset + 1
 
 
-def _misrouted(change: ConsentChange) -> str:
+def _refused(refused: Refused) -> str:
+    change = refused.change
     return (
-        f"consent change {change.change_id} of {change.subject_id!r} is not on its subject's "
-        "partition (murmur2): no consent view can show it, its retractions cannot be ordered"
+        f"consent change {change.change_id} of {change.subject_id!r}: {refused.why.reason}; "
+        "the fold rejects it, no consent view can show it, its retractions cannot be ordered"
     )

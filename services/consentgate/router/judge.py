@@ -5,9 +5,9 @@ Every fail-closed mapping of the router lives here, in this order:
 1. ``misrouted``: the event sits on partition P but its subject belongs to partition E
    (murmur2 of the subject id): partition P's view cannot judge it. Every sink is denied
    as ``misrouted`` and the raw record is dead-lettered with the expected partition.
-2. ``consent_state_stale``: the gate gave up waiting for a view as new as the event, or a
-   withdrawal/erasure of the subject was read from ``consent.changes`` that the view does
-   not show yet (the subject's events are denied until it does).
+2. ``consent_state_stale``: the gate gave up waiting for a view as new as the event (and
+   for ``consent.changes`` read up to the event's time), or for the view to show a change
+   of the subject already read from ``consent.changes``.
 3. ``erased``: the view holds a tombstone for the subject.
 4. ``consent_unreadable``: the subject's record cannot be decoded.
 5. otherwise the policy's rule over the subject's timeline (or none: ``no_consent_record``).
@@ -33,6 +33,7 @@ class Judge:
 
     def __init__(self, core: Router, partitions: int) -> None:
         self.core = core
+        self.partitions = partitions
         self.partition_of = SubjectPartitioner(partitions)
 
     def misrouted(self, parsed: Parsed, now: datetime) -> RoutePlan | None:

@@ -9,8 +9,13 @@ consent lookup and the produce of its outputs.
 
 Per raw partition, the head event is parsed (dead letter if bad), checked for its partition
 (``misrouted``), held at the gate until the view could know its consent (or
-``consent_state_stale`` after ``consent_wait`` since it arrived), and judged. Per changes
-partition, a withdrawal or erasure is retracted once the view shows it (pending.py).
+``consent_state_stale`` after ``consent_wait`` since it arrived), and judged. The gate has
+two halves, each an end-offset observation at or after the event's time against a position
+(gate.py): consent.state against the view (the view is as new as the event), and
+consent.changes against what this loop has read of it (every change recorded before the
+event is known here, so a change the fold has not folded yet holds its subject: the
+subject's events wait until the view shows it). Per changes partition, changes settle in log
+order once the view shows them; a withdrawal or erasure is then retracted (pending.py).
 
 Fail-stop: any error the loop cannot turn into an outcome raises :class:`Fatal`; the worker
 then exits 70 without committing, and its successor re-reads from the last commit.
@@ -56,6 +61,7 @@ class RouterLoop:
         outbox: Outbox,
         view: ConsentView,
         poller: EndOffsetPoller,
+        changes_poller: EndOffsetPoller,
         judge: Judge,
         emitter: Emitter,
     ) -> None:
@@ -64,9 +70,13 @@ class RouterLoop:
         self.outbox = outbox
         self.view = view
         self.poller = poller
+        self.changes_poller = changes_poller
         self.judge = judge
         self.emitter = emitter
         self.tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
+        # consent.changes: end offsets observed vs. the offset this loop has read up to
+        # (a record's offset + 1 at intake, or the end at a partition EOF)
+        self.changes_tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
         self.queues: dict[tuple[str, int], deque[Entry]] = {}
         self.paused: set[tuple[str, int]] = set()
         self.offsets: dict[tuple[str, int], int] = {}  # next offset to commit, this txn
@@ -139,6 +149,8 @@ class RouterLoop:
             queue.clear()
         for unsettled in self.unsettled.values():
             unsettled.clear()
+        for p in self.unsettled:  # re-read from the committed offsets: known again at EOF
+            self.changes_tracker.reset_position(p)
         assigned = self.consumer.assignment()
         if assigned:
             for tp in self.consumer.committed(assigned, timeout=30):
@@ -157,6 +169,11 @@ class RouterLoop:
         for m in msgs:
             err = m.error()
             if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    eof = (m.topic() or "", m.partition() or 0)
+                    if eof[0] == changes and eof in queues:
+                        self.changes_tracker.observe_position(eof[1], m.offset() or 0)
+                    continue
                 if err.fatal() or err.code() in _FATAL_CONSUME:
                     raise Fatal(f"consumer: {err}")
                 log.warning("consumer: %s", err)
@@ -169,6 +186,7 @@ class RouterLoop:
             entry: Entry = [m, now, rec, None]
             if key[0] == changes:
                 entry[3] = read_change(self, m)
+                self.changes_tracker.observe_position(key[1], rec.offset + 1)
             queue.append(entry)
         for key, queue in queues.items():
             if len(queue) > self.s.config.loop.max_queued and key not in self.paused:
@@ -184,6 +202,9 @@ class RouterLoop:
         for observed_at, ends in self.poller.drain():
             for p, end in ends.items():
                 tracker.observe_end(p, end, observed_at)
+        for observed_at, ends in self.changes_poller.drain():
+            for p, end in ends.items():
+                self.changes_tracker.observe_end(p, end, observed_at)
 
     # -- work ---------------------------------------------------------------------------
     def _work(self) -> None:
@@ -203,7 +224,7 @@ class RouterLoop:
     def _work_events(
         self, key: tuple[str, int], queue: deque[Entry], now: datetime, mono: float
     ) -> None:
-        judge, tracker, emit = self.judge, self.tracker, self.emitter.emit
+        judge, emit = self.judge, self.emitter.emit
         max_wait = self.s.consent_wait
         partition = key[1]
         unsettled = self.unsettled[partition]
@@ -221,41 +242,57 @@ class RouterLoop:
                 if misrouted is not None:
                     emit(misrouted, rec, partition)
                 else:
-                    t = parsed.event.event_time.timestamp()
-                    verdict = tracker.check(
-                        partition, t, waiting_since=entry[1], now_mono=mono, max_wait=max_wait
-                    )
+                    verdict = self._gate(parsed, partition, unsettled, entry[1], mono, max_wait)
                     if verdict is GateVerdict.WAIT:
-                        if tracker.required_offset(partition, t) is None:
-                            self.poller.request()
                         return  # the partition waits; order within it is kept
-                    self._judge(parsed, rec, partition, verdict, unsettled, now)
+                    self._judge(parsed, rec, partition, verdict, now)
             queue.popleft()
             self.offsets[key] = rec.offset + 1
 
-    def _judge(  # noqa: PLR0917 - per-event values of _work_events
+    def _gate(  # noqa: PLR0917 - per-event values of _work_events
         self,
         parsed: Parsed,
-        rec: RawRecord,
         partition: int,
-        verdict: GateVerdict,
         unsettled: Unsettled,
-        now: datetime,
+        arrived: float,
+        mono: float,
+        max_wait: float,
+    ) -> GateVerdict:
+        """READY when the view and the changes read are as new as the event and the view
+        shows every change of its subject read so far; WAIT; STALE after ``max_wait``."""
+        when = parsed.event.event_time  # None: denied as invalid_event, gated as of now
+        t = when.timestamp() if when is not None else time.time()
+        for tracker, poller in (
+            (self.tracker, self.poller),
+            (self.changes_tracker, self.changes_poller),
+        ):
+            verdict = tracker.check(
+                partition, t, waiting_since=arrived, now_mono=mono, max_wait=max_wait
+            )
+            if verdict is not GateVerdict.READY:
+                if verdict is GateVerdict.WAIT and tracker.required_offset(partition, t) is None:
+                    poller.request()
+                return verdict
+        if unsettled and (parsed.event.subject_id or "").encode() in unsettled:
+            return GateVerdict.STALE if mono - arrived >= max_wait else GateVerdict.WAIT
+        return GateVerdict.READY
+
+    def _judge(
+        self, parsed: Parsed, rec: RawRecord, partition: int, verdict: GateVerdict, now: datetime
     ) -> None:
         subject = (parsed.event.subject_id or "").encode()
         lookup = self.view.lookup(partition, subject)
-        held = bool(unsettled) and subject in unsettled
         if verdict is GateVerdict.STALE:
             log.warning("%s: consent view not fresh after the wait: denying", rec.where)
         self._judged += 1
         every = self.s.config.loop.shadow_every
         if every and self._judged % every == 0:  # the uncached rule first: it reads the
             # provision memory without writing it, so both plans must be equal
-            uncached = self.judge.judge(parsed, verdict, lookup, now, unsettled=held, uncached=True)
-            plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
+            uncached = self.judge.judge(parsed, verdict, lookup, now, uncached=True)
+            plan = self.judge.judge(parsed, verdict, lookup, now)
             self.emitter.shadow_check(plan, uncached)
         else:
-            plan = self.judge.judge(parsed, verdict, lookup, now, unsettled=held)
+            plan = self.judge.judge(parsed, verdict, lookup, now)
         self.emitter.emit(plan, rec, partition)
 
 

@@ -59,7 +59,15 @@ from consentgate.router.records import (
 from consentgate.router.verdicts import Decisions, Verdict, VerdictMemory
 from consentgate.serde import Serde
 
-__all__ = ["SINK_SCHEMAS", "Parsed", "RawRecord", "RoutePlan", "Router", "ShadowMismatch"]
+__all__ = [
+    "SINK_SCHEMAS",
+    "NamedRejection",
+    "Parsed",
+    "RawRecord",
+    "RoutePlan",
+    "Router",
+    "ShadowMismatch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +490,7 @@ class Router:
         """The dead-letter record of ``rec``: raw key and bytes, where, and why."""
         if isinstance(error, DecodeError):
             error_type, reason = type(error).__name__, error.reason
-        elif isinstance(error, _Rejection):
+        elif isinstance(error, NamedRejection):
             error_type, reason = error.name, str(error)
         elif isinstance(error, Exception):
             error_type, reason = type(error).__name__, str(error) or type(error).__name__
@@ -508,7 +516,7 @@ class Router:
     def _dead(
         self, rec: RawRecord, now: datetime, stage: str, error_type: str, reason: str
     ) -> RoutePlan:
-        letter = self.dead_letter(rec, now, stage, _Rejection(error_type, reason))
+        letter = self.dead_letter(rec, now, stage, NamedRejection(error_type, reason))
         return RoutePlan((letter,), None, dead_letter=True)
 
 
@@ -531,7 +539,7 @@ class ShadowMismatch(ConsentgateError):
     """The fast plan of an event differs from its uncached plan: a bug; stop the worker."""
 
 
-class _Rejection(Exception):
+class NamedRejection(Exception):
     """A named reason to dead-letter a record that raised nothing."""
 
     def __init__(self, name: str, reason: str) -> None:

@@ -51,6 +51,7 @@ def subscribe(loop: RouterLoop) -> None:
             loop.unsettled.setdefault(p, Unsettled())
         loop.view.drop(loop.view.partitions - parts)
         loop.poller.set_partitions(parts)
+        loop.changes_poller.set_partitions(parts)
         observed_at, ends = loop.poller.observe(tuple(sorted(parts)))
         for p, end in ends.items():
             loop.tracker.observe_end(p, end, observed_at)
@@ -98,4 +99,5 @@ def _forget(loop: RouterLoop, partitions: list[TopicPartition]) -> None:
     gone = {tp.partition for tp in partitions}
     for p in gone:
         loop.unsettled.pop(p, None)
+        loop.changes_tracker.reset_position(p)
     loop.s.assigned -= gone

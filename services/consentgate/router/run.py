@@ -55,7 +55,7 @@ class Worker:
     state: LoopState
     loop: RouterLoop
     view: ConsentView
-    poller: EndOffsetPoller
+    pollers: tuple[EndOffsetPoller, ...]  # consent.state, consent.changes
     web: WebServer | None
     outputs: list[str]
 
@@ -127,18 +127,21 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10_000,
-                "enable.partition.eof": False,
+                # a changes partition's EOF says how far the loop has read it (the gate)
+                "enable.partition.eof": True,
             },
         )
     )
     view = ConsentView(kafka, t.consent_state)
     poller = EndOffsetPoller(kafka, t.consent_state, interval=config.gate.poll_interval)
+    changes_poller = EndOffsetPoller(kafka, t.consent_changes, interval=config.gate.poll_interval)
     loop = RouterLoop(
         state=state,
         consumer=consumer,
         outbox=outbox,
         view=view,
         poller=poller,
+        changes_poller=changes_poller,
         judge=Judge(core, partitions),
         emitter=Emitter(state, outbox, core, kafka),
     )
@@ -154,7 +157,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         partitions,
         wait,
     )
-    return Worker(state, loop, view, poller, web, [*outputs, t.provisions])
+    return Worker(state, loop, view, (poller, changes_poller), web, [*outputs, t.provisions])
 
 
 def run(config: RouterConfig) -> int:
@@ -181,7 +184,8 @@ def run(config: RouterConfig) -> int:
     try:
         loop.outbox.init()
         loop.outbox.warm(worker.outputs)
-        worker.poller.start()
+        for poller in worker.pollers:
+            poller.start()
         subscribe(loop)
         loop.run()
     except Exception as exc:
@@ -201,7 +205,8 @@ def run(config: RouterConfig) -> int:
         if code == 0:
             loop.consumer.close()  # leaves the group; nothing auto-commits
             loop.outbox.close()
-        worker.poller.stop()
+        for poller in worker.pollers:
+            poller.stop()
         worker.view.close()
         if worker.web is not None:
             worker.web.stop()

@@ -32,7 +32,7 @@ class LoopState:
     assigned_once: bool = False
     revoked: bool = False
     fatal: str | None = None
-    _unsettled_logged: dict[str, float] = field(default_factory=dict)
+    _unsettled_logged: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -51,18 +51,24 @@ class LoopState:
         self.metrics.view_load_remaining.labels(str(partition)).set(max(0, end - position))
 
     def note_unsettled(self, change: ConsentChange, where: str) -> None:
-        """A withdrawal waits for the view; say so every 10 s (not per loop iteration)."""
+        """A change waits for the view: say so once it has waited a second, then every 10 s
+        (a change normally reaches the view within the fold's latency: no log for that)."""
         now = time.monotonic()
-        last = self._unsettled_logged.get(change.change_id)
-        if last is None or now - last >= 10.0:
-            self._unsettled_logged[change.change_id] = now
-            if len(self._unsettled_logged) > 10_000:
-                self._unsettled_logged.clear()
+        first, last = self._unsettled_logged.setdefault(change.change_id, (now, 0.0))
+        if now - first >= 1.0 and now - last >= 10.0:
+            self._unsettled_logged[change.change_id] = (first, now)
             log.warning(
-                "%s: %s %s of %s not in the consent view yet: its retractions wait, the "
-                "subject's events are denied (consent_state_stale)",
+                "%s: %s %s of %s not in the consent view after %.0f s: the subject's events "
+                "wait (consent_state_stale after the consent wait), retractions of this "
+                "partition wait",
                 where,
                 change.action,
                 change.change_id,
                 change.subject_id,
+                now - first,
             )
+        if len(self._unsettled_logged) > 10_000:
+            self._unsettled_logged.clear()
+
+    def note_settled(self, change: ConsentChange) -> None:
+        self._unsettled_logged.pop(change.change_id, None)
