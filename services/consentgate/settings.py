@@ -103,6 +103,11 @@ class Settings(BaseSettings):
             "security.protocol": self.security_protocol.upper(),
             # librdkafka's own log through Python logging: one log format for operators
             "logger": logging.getLogger("librdkafka"),
+            # after a broker restart librdkafka could keep a broker out of its cache ("new
+            # leader-1 not found in cache") until the next full metadata refresh: 5 min by
+            # default, during which the router's transactions and end-offset requests stalled
+            # (test_faults_broker); a refresh every 10 s bounds that
+            "topic.metadata.refresh.interval.ms": 10_000,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -135,6 +135,12 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
         "sinks[0] (analytics).subject_id: keep_if_named_recipient needs a recipient",
     ),
     (
+        "partner sink without its recipient",
+        lambda d: sink(d, KAEDE).pop("recipient"),
+        "sinks[1] (partner.kaede-trading.browsing).recipient: missing; purpose "
+        "'partner_sharing' is a partner purpose",
+    ),
+    (
         "opt-out signal the source cannot raise",
         lambda d: sink(d, SCORES).update(opt_out_signals=["gpc"]),
         f"({SCORES}).opt_out_signals[0]: source decline_scores raises no signal 'gpc'",

@@ -47,9 +47,9 @@ def test_murmur2_is_a_signed_32_bit_value_and_memory_is_bounded() -> None:
 
 
 # -- judge ---------------------------------------------------------------------------------
-def _parsed(partition: int, subject: str = "s1") -> Parsed:
+def _parsed(partition: int, subject: str = "s1", key: bytes | None = b"s1") -> Parsed:
     core = Router(POLICY, SERDE, KEYS)
-    rec = RawRecord("events.browsing.raw.v1", partition, 7, b"k", browsing(subject_id=subject))
+    rec = RawRecord("events.browsing.raw.v1", partition, 7, key, browsing(subject_id=subject))
     parsed = core.parse(rec, NOW)
     assert isinstance(parsed, Parsed)
     return parsed
@@ -62,14 +62,25 @@ def _judge(partitions: int = 6) -> Judge:
 def test_event_off_its_subjects_partition_is_denied_and_dead_lettered() -> None:
     judge = _judge()
     home = partition_for(b"s1", 6)
-    assert judge.misrouted(_parsed(home), NOW) is None
-    plan = judge.misrouted(_parsed((home + 1) % 6), NOW)
+    assert judge.misplaced(_parsed(home), NOW) is None
+    plan = judge.misplaced(_parsed((home + 1) % 6), NOW)
     assert plan is not None and plan.dead_letter
     assert {d.reason for _, d in plan.decisions} == {ReasonCode.MISROUTED}
     letter = SERDE.decode(plan.outputs[-1].value).value
     assert letter["error_type"] == "Misrouted"
     assert f"expected_partition={home}" in letter["reason"]
     assert not any(d.allowed for _, d in plan.decisions)
+
+
+@pytest.mark.parametrize("key", [None, b"s2", b"S1", b""])
+def test_event_not_keyed_by_its_subject_is_dead_lettered(key: bytes | None) -> None:
+    judge = _judge()
+    plan = judge.misplaced(_parsed(partition_for(b"s1", 6), key=key), NOW)
+    assert plan is not None and plan.dead_letter and not plan.decisions
+    letter = SERDE.decode(plan.outputs[-1].value).value
+    assert letter["error_type"] == "KeyMismatch" and letter["stage"] == "validate"
+    assert ("no key" in letter["reason"]) == (key is None)
+    assert letter["raw_key"] == key
 
 
 def _lookup(tl: Timeline) -> ConsentLookup:

@@ -2,8 +2,9 @@
 for the wall clock.
 
 Parse and validate at the wall clock (a record the router would dead-letter is dead-lettered
-again), then the router's misrouted check (an event on another partition than its
-subject's is denied and dead-lettered, as the router does), then the consent of the
+again), then the router's placement check (an event on another partition than its
+subject's is denied and dead-lettered, one not keyed by its subject dead-lettered, as the
+router does), then the consent of the
 replay's mode (:class:`~consentgate.ops.replay_consent.ConsentSource`) and the router core's
 plan at the mode's processing time (``now``: the wall clock; ``event-time``: the event's
 time). No gate and no ``consent_state_stale``: the replay's consent is complete when it
@@ -41,7 +42,7 @@ def judge_record(
     ids = EventRef(event.event_id, rec.where, event.subject_id)
     t = event.event_time or wall  # never None once parsed
     now = consent.judged_at(t, wall)
-    misrouted = judge.misrouted(parsed, now)
+    misrouted = judge.misplaced(parsed, now)
     if misrouted is not None:
         return misrouted, ids, now
     c = consent.consent(event.subject_id or "", t)

@@ -93,6 +93,14 @@ def _check_sink(
         err(f"{at}.recipient: {sink.recipient!r} is not a declared recipient")
     if sink.subject_id is SubjectHandling.KEEP_IF_NAMED_RECIPIENT and sink.recipient is None:
         err(f"{at}.subject_id: keep_if_named_recipient needs a recipient (a partner sink)")
+    if sink.recipient is None and any(
+        s.purpose == sink.purpose and s.recipient is not None for s in policy.sinks
+    ):
+        err(
+            f"{at}.recipient: missing; purpose {sink.purpose!r} is a partner purpose (other "
+            "sinks give it to a named recipient): a partner sink must name its recipient, or "
+            "a first-party grant of that purpose would release data to a third party"
+        )
     source = next((s for s in policy.sources if s.name == sink.source), None)
     if source is None:
         err(f"{at}.source: {sink.source!r} is not a declared source")

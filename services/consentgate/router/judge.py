@@ -4,7 +4,9 @@ Every fail-closed mapping of the router lives here, in this order:
 
 1. ``misrouted``: the event sits on partition P but its subject belongs to partition E
    (murmur2 of the subject id): partition P's view cannot judge it. Every sink is denied
-   as ``misrouted`` and the raw record is dead-lettered with the expected partition.
+   as ``misrouted`` and the raw record is dead-lettered with the expected partition. On
+   the right partition but keyed by something else (or nothing): dead-lettered as
+   ``KeyMismatch``.
 2. ``consent_state_stale``: the gate gave up waiting for a view as new as the event (and
    for ``consent.changes`` read up to the event's time), or for the view to show a change
    of the subject already read from ``consent.changes``.
@@ -36,13 +38,19 @@ class Judge:
         self.partitions = partitions
         self.partition_of = SubjectPartitioner(partitions)
 
-    def misrouted(self, parsed: Parsed, now: datetime) -> RoutePlan | None:
-        """The plan of a misrouted event (denied + dead letter), or None if it is where its
-        subject's consent is."""
-        expected = self.partition_of((parsed.event.subject_id or "").encode())
+    def misplaced(self, parsed: Parsed, now: datetime) -> RoutePlan | None:
+        """The plan of an event that is not where and how its subject's consent is: on
+        another partition (every sink denied as ``misrouted`` + a dead letter), or there but
+        not keyed by its subject id (a ``KeyMismatch`` dead letter: a producer that does not
+        key by subject spreads the subject over partitions); None for a well-placed event."""
+        subject = (parsed.event.subject_id or "").encode()
+        expected = self.partition_of(subject)
         rec = parsed.rec
         if expected == rec.partition:
-            return None
+            if rec.key == subject:
+                return None
+            letter = self.core.dead_letter(rec, now, "validate", KeyMismatch(_key_problem(rec.key)))
+            return RoutePlan((letter,), None, dead_letter=True)
         plan = self.core.plan(parsed, None, now, override=ReasonCode.MISROUTED)
         reason = (
             f"subject {parsed.event.subject_id!r} belongs to partition {expected} "
@@ -81,3 +89,14 @@ class Judge:
 
 class Misrouted(Exception):
     """Dead-letter error type ``Misrouted``."""
+
+
+class KeyMismatch(Exception):
+    """Dead-letter error type ``KeyMismatch``."""
+
+
+def _key_problem(key: bytes | None) -> str:
+    if key is None:
+        return "no key: a source record must be keyed by its subject id"
+    shown = key[:64].decode("utf-8", "backslashreplace")
+    return f"the record key {shown!r} is not its subject id"

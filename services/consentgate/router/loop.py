@@ -238,7 +238,7 @@ class RouterLoop:
             if isinstance(parsed, RoutePlan):
                 emit(parsed, rec, partition)
             else:
-                misrouted = judge.misrouted(parsed, now)
+                misrouted = judge.misplaced(parsed, now)
                 if misrouted is not None:
                     emit(misrouted, rec, partition)
                 else:
@@ -297,6 +297,10 @@ class RouterLoop:
 
 
 _FATAL_CONSUME = {
+    # a fatal consumer error (e.g. "static consumer fenced by other consumer with same
+    # group.instance.id" after a broker restart) arrives as an event whose fatal() is false;
+    # the consumer is dead: going on would consume nothing, forever (test_faults_broker)
+    KafkaError._FATAL,
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
     KafkaError.GROUP_AUTHORIZATION_FAILED,
     KafkaError.UNKNOWN_TOPIC_OR_PART,

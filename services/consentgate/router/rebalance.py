@@ -22,9 +22,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from consentgate.router.pending import Unsettled
+from consentgate.router.txn import Fatal
 
 if TYPE_CHECKING:
     from consentgate.router.loop import RouterLoop
@@ -52,7 +53,10 @@ def subscribe(loop: RouterLoop) -> None:
         loop.view.drop(loop.view.partitions - parts)
         loop.poller.set_partitions(parts)
         loop.changes_poller.set_partitions(parts)
-        observed_at, ends = loop.poller.observe(tuple(sorted(parts)))
+        try:
+            observed_at, ends = loop.poller.observe(tuple(sorted(parts)))
+        except KafkaException as exc:  # the broker went away again: stop, clearly
+            raise Fatal(f"end offsets of consent-state unavailable at assignment: {exc}") from exc
         for p, end in ends.items():
             loop.tracker.observe_end(p, end, observed_at)
             s.note_loading(p, loop.view.position(p), end)

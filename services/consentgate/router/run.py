@@ -17,8 +17,9 @@ import contextlib
 import gc
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
@@ -58,6 +59,17 @@ class Worker:
     pollers: tuple[EndOffsetPoller, ...]  # consent.state, consent.changes
     web: WebServer | None
     outputs: list[str]
+    inputs: list[str] = field(default_factory=list)
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+    def missing_topics(self) -> list[str]:
+        """The inputs and outputs that no longer exist (deleted under the running router);
+        empty when the cluster cannot say."""
+        try:
+            existing = AdminClient(self.kafka).list_topics(timeout=5).topics
+        except Exception:  # noqa: BLE001 - best effort, for the error message only
+            return []
+        return [t for t in [*self.inputs, *self.outputs] if t not in existing]
 
 
 def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
@@ -157,7 +169,10 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         partitions,
         wait,
     )
-    return Worker(state, loop, view, (poller, changes_poller), web, [*outputs, t.provisions])
+    inputs = [*(s.topic for s in policy.sources), t.consent_changes, t.consent_state]
+    return Worker(
+        state, loop, view, (poller, changes_poller), web, [*outputs, t.provisions], inputs, kafka
+    )
 
 
 def run(config: RouterConfig) -> int:
@@ -192,6 +207,9 @@ def run(config: RouterConfig) -> int:
         worker.state.fatal = str(exc) or type(exc).__name__
         worker.state.set_ready_gauge()
         known = isinstance(exc, (Fatal, ViewLoadError, ConsentgateError))
+        gone = worker.missing_topics()
+        if gone:
+            log.error("topics deleted under the running router: %s", ", ".join(gone))
         log.error(
             "router stops without committing (exit %d): %s",
             EXIT_FATAL,
