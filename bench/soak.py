@@ -56,7 +56,7 @@ from machine import cpu_model, loadavg, mem_total_gib, proc_cpu_seconds, proc_st
 
 PARTNERS = 5
 WARMUP = 0.2  # the first 20 % of the run
-FLAT_MIB_PER_MIN = 1.0  # RSS counts as flat after warm-up below this slope
+FLAT_MIB_PER_MIN = 0.1  # RSS counts as flat after warm-up below this slope (~140 MiB a day)
 HOLD = 40  # a withdrawn subject is granted back after about this many changes (= seconds)
 ABORTS = "consentgate_transactions_aborted_total"
 RETRACTIONS = "consentgate_retractions_total"
