@@ -27,10 +27,15 @@ def produce(
 
     count = 0
     for key, value in records:
-        producer.produce(topic, key=key, value=value, on_delivery=on_ack)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=on_ack)
+                break
+            except BufferError:  # the local queue is full (100,000 records): let it drain
+                producer.poll(0.1)
         producer.poll(0)
         count += 1
-    remaining = producer.flush(30)
+    remaining = producer.flush(60)
     assert remaining == 0, f"{remaining} records not acknowledged"
     assert not errors, errors[:3]
     return count
