@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consentgate.consent.changelog import ChangeLog, Receipt
@@ -27,6 +27,12 @@ from consentgate_dev.services import ServiceProcess
 from tests.integration.probe import free_port
 
 __all__ = ["ConsentEnv", "FoldProcess", "new_change"]
+
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def new_change(
@@ -200,7 +206,16 @@ class ConsentEnv:
             ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
             deadline = time.monotonic() + timeout
             while True:
-                done = {tp.partition: tp.offset for tp in probe.committed(parts, timeout=10)}
+                try:
+                    done = {tp.partition: tp.offset for tp in probe.committed(parts, timeout=10)}
+                except KafkaException as exc:  # a new broker's coordinator may still load
+                    err = exc.args[0]
+                    if time.monotonic() > deadline or not (
+                        err.retriable() or err.code() in _COORDINATOR_MOVING
+                    ):
+                        raise
+                    time.sleep(0.2)
+                    continue
                 if all(done[p] >= end for p, end in ends.items() if end > 0):
                     return
                 if time.monotonic() > deadline:

@@ -91,7 +91,10 @@ class LoopSection(_Section):
         default=50_000, gt=0, description="gc threshold of the young generation (Python: 700)"
     )
     transaction_timeout_ms: int = Field(
-        default=30_000, gt=1000, description="transaction.timeout.ms of the producer"
+        default=30_000,
+        gt=1000,
+        description="transaction.timeout.ms of the producer, also the timeout of each "
+        "transactional call (retried for 4x as long, then exit 70)",
     )
 
 

@@ -17,7 +17,7 @@ import contextlib
 import gc
 import logging
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -36,6 +36,7 @@ from consentgate.router.offsets import EndOffsetPoller
 from consentgate.router.outputs import OutputTopics
 from consentgate.router.plan import Router
 from consentgate.router.rebalance import subscribe
+from consentgate.router.stall import StallGuard
 from consentgate.router.state import LoopState
 from consentgate.router.txn import Fatal, Outbox
 from consentgate.router.view import ConsentView, ViewLoadError
@@ -59,17 +60,22 @@ class Worker:
     pollers: tuple[EndOffsetPoller, ...]  # consent.state, consent.changes
     web: WebServer | None
     outputs: list[str]
-    inputs: list[str] = field(default_factory=list)
-    kafka: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str]
+    kafka: dict[str, Any]
 
     def missing_topics(self) -> list[str]:
         """The inputs and outputs that no longer exist (deleted under the running router);
         empty when the cluster cannot say."""
         try:
-            existing = AdminClient(self.kafka).list_topics(timeout=5).topics
+            return _absent(AdminClient(self.kafka), [*self.inputs, *self.outputs], timeout=5)
         except Exception:  # noqa: BLE001 - best effort, for the error message only
             return []
-        return [t for t in [*self.inputs, *self.outputs] if t not in existing]
+
+
+def _absent(admin: AdminClient, topics: list[str], timeout: float) -> list[str]:
+    """Those of ``topics`` the cluster does not have."""
+    existing = admin.list_topics(timeout=timeout).topics
+    return [name for name in topics if name not in existing]
 
 
 def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
@@ -88,8 +94,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
     copartitioned += [t.consent_state, t.consent_changes, t.provisions]
     partitions = check_copartitioned(admin, copartitioned)
     outputs = sorted({s.topic for s in policy.sinks} | {t.decisions, t.dead_letters})
-    existing = set(admin.list_topics(timeout=30).topics)
-    missing = [name for name in outputs if name not in existing]
+    missing = _absent(admin, outputs, timeout=30)
     if missing:
         raise ConfigError(f"output topics missing (create them first): {', '.join(missing)}")
     wait = config.gate.consent_wait
@@ -109,8 +114,11 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
         OutputTopics(decisions=t.decisions, provisions=t.provisions, dead_letters=t.dead_letters),
         timeline_memory=config.loop.timeline_memory,
     )
+    call_timeout = config.loop.transaction_timeout_ms / 1000
     outbox = Outbox(
-        settings.producer_config(
+        timeout=call_timeout,
+        stall=StallGuard(2 * call_timeout + 15, exit_code=EXIT_FATAL),
+        config=settings.producer_config(
             None,
             **{
                 "logger": kafka["logger"],
@@ -124,7 +132,7 @@ def build(config: RouterConfig, settings: Settings | None = None) -> Worker:
                 "retry.backoff.ms": 10,
                 "retry.backoff.max.ms": 100,
             },
-        )
+        ),
     )
     consumer = Consumer(
         settings.kafka_config(
@@ -196,6 +204,8 @@ def run(config: RouterConfig) -> int:
     if worker.web is not None:
         worker.web.start()
     code = 0
+    if loop.outbox.stall is not None:
+        loop.outbox.stall.start()
     try:
         loop.outbox.init()
         loop.outbox.warm(worker.outputs)
@@ -228,5 +238,7 @@ def run(config: RouterConfig) -> int:
         worker.view.close()
         if worker.web is not None:
             worker.web.stop()
+        if loop.outbox.stall is not None:
+            loop.outbox.stall.stop()
     log.info("router stopped (exit %d)", code)
     return code

@@ -9,7 +9,9 @@ generation is fenced too. What can go wrong and what happens:
 - a commit fails with an abortable error (a record was refused: unknown topic, too large,
   delivery timeout, ...): :class:`Aborted`; the loop aborts, rewinds its consumer to the
   committed offsets and tries again, and stops after ``max_aborts`` in a row;
-- a retriable commit error: retried; anything else, or a fatal error (fenced): :class:`Fatal`.
+- a retriable commit error: retried; anything else, or a fatal error (fenced): :class:`Fatal`;
+- a call that never returns (librdkafka does not always keep its timeout): with a
+  :class:`~consentgate.router.stall.StallGuard`, the process stops (exit 70).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from consentgate.errors import ConsentgateError
 from consentgate.router.outputs import Output
+from consentgate.router.stall import StallGuard
 
 __all__ = ["Aborted", "Fatal", "Outbox"]
 
@@ -40,9 +43,17 @@ class Aborted(ConsentgateError):
 class Outbox:
     """Lazily begun transactions over one confluent-kafka producer."""
 
-    def __init__(self, config: Mapping[str, Any], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        stall: StallGuard | None = None,
+    ) -> None:
         self._producer = Producer(dict(config))
         self._timeout = timeout
+        self.retry_budget = 4 * timeout
+        self.stall = stall
         self.open = False
         self.opened_at = 0.0
 
@@ -130,13 +141,22 @@ class Outbox:
 
     # -- errors -------------------------------------------------------------------------
     def _retrying(self, fn: Any, *args: Any) -> None:
+        """``fn`` until it succeeds, at most 10 times and for :attr:`retry_budget` seconds
+        (each call may wait ``timeout``: with the broker gone, 10 x 30 s was 5 silent
+        minutes before the router stopped)."""
+        deadline = time.monotonic() + self.retry_budget
         for attempt in range(10):
             try:
-                fn(*args)
+                self._invoke(fn, *args)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
                 if isinstance(err, KafkaError) and err.retriable() and not err.fatal():
+                    if time.monotonic() >= deadline:
+                        raise Fatal(
+                            f"transaction: {fn.__name__} still failing after "
+                            f"{self.retry_budget:.0f} s: {err}"
+                        ) from exc
                     log.warning("transaction: %s (retry %d)", err, attempt + 1)
                     time.sleep(min(0.05 * 2**attempt, 2.0))
                     continue
@@ -145,9 +165,16 @@ class Outbox:
 
     def _call(self, fn: Any, *args: Any) -> None:
         try:
-            fn(*args)
+            self._invoke(fn, *args)
         except KafkaException as exc:
             raise self._classify(exc) from exc
+
+    def _invoke(self, fn: Any, *args: Any) -> None:
+        if self.stall is None:
+            fn(*args)
+            return
+        with self.stall.call(fn.__name__):
+            fn(*args)
 
     @staticmethod
     def _classify(exc: KafkaException) -> ConsentgateError:
