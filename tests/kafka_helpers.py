@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -113,3 +115,17 @@ def read_at(
         raise AssertionError(f"nothing at {topic}[{partition}]@{offset}")
     finally:
         consumer.close()
+
+
+def job_view(subject: str, at: datetime | None = None, **fields: Any) -> dict[str, Any]:
+    """A BrowsingEvent datum: ``subject`` viewed job-1 of client-01 at ``at`` (default now);
+    ``fields`` override or add fields."""
+    return {
+        "event_id": uuid.uuid4(),
+        "subject_id": subject,
+        "event_time": at or datetime.now(UTC),
+        "event_type": "JOB_VIEW",
+        "job_id": "job-1",
+        "company_id": "client-01",
+        **fields,
+    }

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from consentgate.router.partitioner import partition_for
 from consentgate.settings import Settings
 from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import RouterEnv
+from tests.kafka_helpers import job_view
 
 __all__ = [
     "FULL",
@@ -124,16 +124,7 @@ class Stream(threading.Thread):
         while not self.halt.is_set():
             batch = []
             for subject in self.subjects:
-                now = datetime.now(UTC)
-                datum = {
-                    "event_id": uuid.uuid4(),
-                    "subject_id": subject,
-                    "event_time": now,
-                    "event_type": "JOB_VIEW",
-                    "job_id": "job-1",
-                    "company_id": "client-01",
-                }
-                batch.append((subject, datum))
+                batch.append((subject, job_view(subject)))
             for subject, datum in batch:
                 value = self.env.serde.encode(datum, "BrowsingEvent")
                 self.producer.produce(

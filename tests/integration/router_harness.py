@@ -24,7 +24,7 @@ from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
 from consentgate_dev.services import ServiceProcess
 from tests.integration.consent_harness import ConsentEnv, FoldProcess, new_change
 from tests.integration.probe import free_port
-from tests.kafka_helpers import consume_all, produce
+from tests.kafka_helpers import consume_all, job_view, produce
 
 MASTER_KEY = "test-master-key-0123456789abcdef"
 PARTITIONS = 3
@@ -232,15 +232,7 @@ class RouterEnv:
         self.settle()
         events = []
         for _ in range(n):
-            datum = {
-                "event_id": uuid.uuid4(),
-                "subject_id": subject,
-                "event_time": at or datetime.now(UTC),
-                "event_type": "JOB_VIEW",
-                "job_id": "job-1",
-                "company_id": "client-01",
-                **fields,
-            }
+            datum = job_view(subject, at, **fields)
             events.append(datum)
         produce(
             self.bootstrap,

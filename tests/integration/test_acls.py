@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from consentgate_dev.broker.local import LocalBroker
 from consentgate_dev.jvm import free_port
 from consentgate_dev.services import ServiceProcess
 from consentgate_dev.settings import DevSettings
+from tests.kafka_helpers import job_view
 
 pytestmark = pytest.mark.integration
 
@@ -419,14 +419,7 @@ def test_router_and_consent_service_run_end_to_end_on_their_own_acls(
         assert grant.returncode == 0, grant.stdout + grant.stderr
         serde = Serde()
         event_id = uuid.uuid4()
-        datum = {
-            "event_id": event_id,
-            "subject_id": subject,
-            "event_time": datetime.now(UTC),
-            "event_type": "JOB_VIEW",
-            "job_id": "job-1",
-            "company_id": "kaede-trading",
-        }
+        datum = job_view(subject, event_id=event_id, company_id="kaede-trading")
         producer = Producer(
             {**secured.conf("jobsite-events"), "partitioner": "murmur2_random", "acks": "all"}
         )

@@ -35,7 +35,7 @@ from consentgate.models.consent import ConsentChange, ConsentTimeline
 from consentgate.router.partitioner import partition_for
 from tests.integration.api_harness import ApiProcess
 from tests.integration.router_harness import RouterEnv, wait_for
-from tests.kafka_helpers import produce, read_at
+from tests.kafka_helpers import job_view, produce, read_at
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +69,7 @@ class Probe:
 def _probe(env: RouterEnv, who: str, bystander: str) -> Probe:
     sent = time.monotonic()
     now = datetime.now(UTC)
-    events = [
-        {
-            "event_id": uuid.uuid4(),
-            "subject_id": subject,
-            "event_time": now,
-            "event_type": "JOB_VIEW",
-            "job_id": "job-1",
-            "company_id": "client-01",
-        }
-        for subject in (who, bystander)
-    ]
+    events = [job_view(subject, now) for subject in (who, bystander)]
     produce(
         env.bootstrap,
         env.plan.browsing_topic,

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from consentgate_dev.demo.policygen import PolicyPlan, policy_yaml
 from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
 from tests.integration.router_harness import MASTER_KEY, RouterEnv
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import job_view, produce
 
 pytestmark = pytest.mark.integration
 
@@ -216,14 +215,7 @@ def _events(env: RouterEnv, subjects: list[str], n: int) -> None:
     records = []
     for i in range(n):
         s = subjects[i % len(subjects)]
-        datum = {
-            "event_id": uuid.uuid4(),
-            "subject_id": s,
-            "event_time": datetime.now(UTC),
-            "event_type": "JOB_VIEW",
-            "job_id": f"job-{i}",
-            "company_id": "client-01",
-        }
+        datum = job_view(s, job_id=f"job-{i}")
         records.append((s.encode(), env.serde.encode(datum, "BrowsingEvent")))
     produce(env.bootstrap, env.plan.browsing_topic, records)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -24,6 +23,7 @@ from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
 from tests.integration.faults import audit, scale, write_report
 from tests.integration.router_harness import RouterEnv
+from tests.kafka_helpers import job_view
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -51,14 +51,7 @@ def _setup(env: RouterEnv, events: int, tag: str) -> dict[str, int]:
     records = []
     for n in range(events):
         i = n % SUBJECTS
-        datum = {
-            "event_id": uuid.uuid4(),
-            "subject_id": f"{tag}{i}",
-            "event_time": now,
-            "event_type": "JOB_VIEW",
-            "job_id": "job-1",
-            "company_id": "client-01",
-        }
+        datum = job_view(f"{tag}{i}", now)
         ids[str(datum["event_id"])] = i
         records.append((f"{tag}{i}".encode(), env.serde.encode(datum, "BrowsingEvent")))
     env.raw(env.plan.browsing_topic, records)

@@ -67,13 +67,12 @@ class Judge:
         lookup: ConsentLookup,
         now: datetime,
         *,
-        unsettled: bool = False,
         uncached: bool = False,
     ) -> RoutePlan:
         """The plan of an event on its subject's partition, after the gate."""
         override: ReasonCode | None = None
         timeline = None
-        if verdict is not GateVerdict.READY or unsettled:
+        if verdict is not GateVerdict.READY:
             override = ReasonCode.CONSENT_STATE_STALE
         elif lookup.state == "erased":
             override = ReasonCode.ERASED

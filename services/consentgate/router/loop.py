@@ -7,8 +7,8 @@ worker) -> apply new consent records to the view -> take the gate's end-offset o
 and the input offsets in one transaction. Nothing awaits or yields between an event's
 consent lookup and the produce of its outputs.
 
-Per raw partition, the head event is parsed (dead letter if bad), checked for its partition
-(``misrouted``), held at the gate until the view could know its consent (or
+Per raw partition, the head event is parsed (dead letter if bad), checked for its key and
+partition (``misplaced``), held at the gate until the view could know its consent (or
 ``consent_state_stale`` after ``consent_wait`` since it arrived), and judged. The gate has
 two halves, each an end-offset observation at or after the event's time against a position
 (gate.py): consent.state against the view (the view is as new as the event), and
@@ -77,6 +77,11 @@ class RouterLoop:
         # consent.changes: end offsets observed vs. the offset this loop has read up to
         # (a record's offset + 1 at intake, or the end at a partition EOF)
         self.changes_tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
+        # the gate's two halves, checked in this order for every event
+        self._halves = (
+            (self.tracker, self.poller),
+            (self.changes_tracker, self.changes_poller),
+        )
         self.queues: dict[tuple[str, int], deque[Entry]] = {}
         self.paused: set[tuple[str, int]] = set()
         self.offsets: dict[tuple[str, int], int] = {}  # next offset to commit, this txn
@@ -238,9 +243,9 @@ class RouterLoop:
             if isinstance(parsed, RoutePlan):
                 emit(parsed, rec, partition)
             else:
-                misrouted = judge.misplaced(parsed, now)
-                if misrouted is not None:
-                    emit(misrouted, rec, partition)
+                misplaced = judge.misplaced(parsed, now)
+                if misplaced is not None:
+                    emit(misplaced, rec, partition)
                 else:
                     verdict = self._gate(parsed, partition, unsettled, entry[1], mono, max_wait)
                     if verdict is GateVerdict.WAIT:
@@ -262,10 +267,7 @@ class RouterLoop:
         shows every change of its subject read so far; WAIT; STALE after ``max_wait``."""
         when = parsed.event.event_time  # None: denied as invalid_event, gated as of now
         t = when.timestamp() if when is not None else time.time()
-        for tracker, poller in (
-            (self.tracker, self.poller),
-            (self.changes_tracker, self.changes_poller),
-        ):
+        for tracker, poller in self._halves:
             verdict = tracker.check(
                 partition, t, waiting_since=arrived, now_mono=mono, max_wait=max_wait
             )
