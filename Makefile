@@ -31,7 +31,7 @@ test-integration: $(STAMP)
 # the fault suite at full size (10 x kill -9 over 200,000 events, ...) and the corpus;
 # each test writes its report to .state/fault-reports/ (make test runs the short sizes)
 test-faults: $(STAMP)
-	CONSENTGATE_FAULTS=full $(BIN)/pytest -m faults -o timeout=1800 $(PYTEST_ARGS)
+	CONSENTGATE_FAULTS=full $(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check services tests bench

@@ -15,12 +15,13 @@ import pytest
 from consentgate.consent.changelog import ChangeLog
 from consentgate.consent.timeline import Timeline
 from consentgate.models.consent import ConsentTimeline
+from tests.integration import faults
 from tests.integration.conftest import ConsentEnvFactory
 from tests.integration.consent_harness import FoldProcess
 from tests.integration.faults import write_report
 from tests.kafka_helpers import consume_all
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, faults.TIMEOUT]
 
 SUBJECTS = 2_000
 CHANGES = 24_000

@@ -31,13 +31,14 @@ from fastavro import parse_schema, schemaless_writer
 from consentgate.errors import ValidationError
 from consentgate.router.partitioner import partition_for
 from consentgate.settings import Settings
+from tests.integration import faults
 from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
 from tests.integration.faults import write_report
 from tests.integration.router_harness import RouterEnv
 from tests.unit.tcf_encode import TcCore, bits_to_base64url, core_bits
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, faults.TIMEOUT]
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 DLQ_MAX_BYTES = 900_000  # the router's default loop.dlq_max_bytes (raw bytes kept)

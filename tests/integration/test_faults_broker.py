@@ -30,10 +30,11 @@ from consentgate_dev.broker.local import LocalBroker
 from consentgate_dev.demo.policygen import PolicyPlan
 from consentgate_dev.jvm import free_port
 from consentgate_dev.settings import DevSettings
+from tests.integration import faults
 from tests.integration.faults import Stream, audit, grant, scale, write_report
 from tests.integration.router_harness import RouterEnv, RouterProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, faults.TIMEOUT]
 
 EXIT_FATAL = 70
 
@@ -222,7 +223,6 @@ def test_broker_restarts_under_router_and_fold_lose_and_leak_nothing(
     env.stop_all()
 
 
-@pytest.mark.timeout(900)
 def test_a_full_disk_stops_the_router_cleanly_and_nothing_is_lost_once_there_is_room(
     small_disk_broker: tuple[LocalBroker, Path, str], tmp_path: Path
 ) -> None:

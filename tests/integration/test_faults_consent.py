@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Message
 
+from tests.integration import faults
 from tests.integration.conftest import EnvFactory
 from tests.integration.faults import (
     Stream,
@@ -31,7 +32,7 @@ from tests.integration.faults import (
 from tests.integration.router_harness import RouterEnv
 from tests.integration.test_replay import replay, replay_topics_dropped
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, faults.TIMEOUT]
 
 PARTNER = "client-01"
 

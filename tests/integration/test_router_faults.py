@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.integration import faults
 from tests.integration.conftest import EnvFactory
 from tests.integration.consent_harness import new_change
 from tests.integration.faults import audit, scale, write_report
 from tests.integration.router_harness import RouterEnv
 from tests.kafka_helpers import job_view
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.faults, faults.TIMEOUT]
 
 SUBJECTS = 2_000
 
