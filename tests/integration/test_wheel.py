@@ -120,6 +120,25 @@ def test_the_wheel_holds_the_product_and_its_schemas_and_nothing_of_the_dev_stac
     assert not [n for n in names if n.endswith((".xml", ".jar"))]
 
 
+def test_the_wheel_s_console_renders_its_shipped_templates(installed: Installed) -> None:
+    code = (
+        "from consentgate.console import render\n"
+        "page = render.render('login.html', {'csrf_token': 't', 'error': None, 'nav': None})\n"
+        "assert 'action=\"/console/login\"' in page.body.decode()\n"
+        "assert 'font-family' in render.stylesheet()\n"
+        "print(render.__file__)\n"
+    )
+    done = subprocess.run(
+        [str(installed.python), "-c", code],
+        cwd=installed.cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(str(installed.venv)), done.stdout
+
+
 def test_from_the_wheel_dev_code_is_absent_and_so_are_its_commands(installed: Installed) -> None:
     probe = subprocess.run(
         [str(installed.python), "-c", "import consentgate, consentgate_dev"],

@@ -518,10 +518,12 @@ def create_app(
     token: str,
     operator_token: str | None = None,
     ready_check: Callable[[], bool] | None = None,
+    console: Callable[[FastAPI], None] | None = None,
 ) -> FastAPI:
     """The API over ``service``; reads use one StateReader from ``reader_factory`` (None:
     timeline reads answer 503). ``ready_check`` (blocking; default: the changelog's producer
     gets the changes topic's metadata) decides ``/readyz``. ValueError for unusable tokens.
+    ``console`` mounts the web console (:func:`consentgate.console.mount_console`).
     """
     changelog = service.changelog
     reads = _Reads(reader_factory)
@@ -550,6 +552,8 @@ def create_app(
     _add_change_routes(app)
     _add_signal_routes(app)
     _add_read_routes(app)
+    if console is not None:
+        console(app)
     return app
 
 

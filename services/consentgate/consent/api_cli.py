@@ -7,8 +7,9 @@ on its own (folds may run side by side too: each partition has one fenced writer
 
 Tokens come from the environment: ``CONSENTGATE_API_TOKEN`` (required) and
 ``CONSENTGATE_API_OPERATOR_TOKEN`` (optional: the backdating path of withdrawals); the
-cluster from ``CONSENTGATE_BOOTSTRAP``. SIGTERM or SIGINT stops it gracefully: requests in
-flight are answered, then the changelog is flushed and closed.
+cluster from ``CONSENTGATE_BOOTSTRAP``. With ``CONSENTGATE_CONSOLE_*`` set it also serves the
+web console (docs/console.md, :mod:`consentgate.console`). SIGTERM or SIGINT stops it
+gracefully: requests in flight are answered, then the changelog is flushed and closed.
 
 Exit codes: 0 stopped; 3 the server could not start (uvicorn's startup failure, e.g. the port
 is taken); 78 refused to start (no token, an unusable token, no cluster, an invalid policy).
@@ -80,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - the web stack only for serve
 
     from consentgate.consent.api import create_app  # noqa: PLC0415
+    from consentgate.console.wiring import console_mount  # noqa: PLC0415
 
     settings = ApiSettings()
     token = settings.api_token.get_secret_value() if settings.api_token else ""
@@ -93,10 +95,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.policy)
         serde = Serde.from_settings(SerdeSettings())
-    except ConsentgateError as exc:
+        kafka = settings.kafka_config(None, logger=logging.getLogger("librdkafka"))
+        console = console_mount(args, kafka, policy, serde)
+    except (ConsentgateError, ValueError) as exc:  # a message never contains a secret
         log.error("consent API refused to start: %s", exc)
         return EXIT_CONFIG
-    kafka = settings.kafka_config(None, logger=logging.getLogger("librdkafka"))
     changelog = ChangeLog(kafka, args.changes_topic, serde)
     try:
         app = create_app(
@@ -104,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
             lambda: StateReader(kafka, args.state_topic, serde),
             token=token,
             operator_token=operator.get_secret_value() if operator else None,
+            console=console,
         )
     except ValueError as exc:  # an unusable token (the message never contains it)
         changelog.close(5)

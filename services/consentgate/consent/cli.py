@@ -91,9 +91,11 @@ def register(subparsers: Any) -> None:
 
     # these two import this module's options: registered last, imported here
     from consentgate.consent import api_cli, importer_cli  # noqa: PLC0415
+    from consentgate.console import cli as console_cli  # noqa: PLC0415
 
     importer_cli.register(sub)
     api_cli.register(sub)
+    console_cli.register(sub)
 
 
 def _topic_options(parser: argparse.ArgumentParser) -> None:

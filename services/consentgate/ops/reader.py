@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -27,10 +28,12 @@ def read_topic(
     timeout: float = 30.0,
     progress: Callable[[int], None] | None = None,
     partitions: Iterable[int] | None = None,
+    since: datetime | None = None,
 ) -> Iterator[Message]:
     """Every committed record of ``topic`` present now (of ``partitions`` only, if given),
     partition by partition in offset order (read_committed: records of aborted transactions
-    are skipped), from each partition's low watermark."""
+    are skipped), from each partition's low watermark (``since``: from each partition's first
+    record with a timestamp at or after it)."""
     consumer = Consumer(
         {
             **kafka_config,
@@ -50,6 +53,8 @@ def read_topic(
     )
     try:
         marks = _marks(consumer, topic, timeout, partitions)
+        if since is not None:
+            marks = _since(consumer, topic, marks, since, timeout)
         starts = {p: low for p, (low, high) in marks.items() if high > low}
         ends = {p: marks[p][1] for p in starts}
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
@@ -88,6 +93,26 @@ def watermarks(
         return _marks(consumer, topic, timeout, None)
     finally:
         consumer.close()
+
+
+def _since(
+    consumer: Consumer,
+    topic: str,
+    marks: dict[int, tuple[int, int]],
+    since: datetime,
+    timeout: float,
+) -> dict[int, tuple[int, int]]:
+    """``marks`` with each low watermark moved to the first offset at or after ``since``."""
+    ms = int(since.timestamp() * 1000)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, ms) for p in marks], timeout=timeout
+    )
+    out = {}
+    for tp in found:
+        low, high = marks[tp.partition]
+        start = high if tp.offset < 0 else max(low, tp.offset)  # -1: no record that late
+        out[tp.partition] = (start, high)
+    return out
 
 
 def _marks(

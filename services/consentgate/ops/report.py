@@ -47,7 +47,7 @@ from consentgate.errors import ConfigError, ConsentgateError, DecodeError
 from consentgate.models.consent import ConsentChange, ConsentTimeline
 from consentgate.models.records import DecisionRecord, ProvisionRecord
 from consentgate.ops.reader import read_topic
-from consentgate.ops.report_format import Cell, Report, Section
+from consentgate.ops.report_format import Cell, Report, Section, Total
 from consentgate.ops.report_rows import (
     FoundRetraction,
     LoggedChange,
@@ -64,7 +64,14 @@ from consentgate.router.config import TopicsSection
 from consentgate.router.partitioner import partition_for
 from consentgate.serde import Serde
 
-__all__ = ["ReportTopics", "recipient_report", "subject_report"]
+__all__ = [
+    "ReportTopics",
+    "SubjectRecords",
+    "build_subject_report",
+    "read_subject",
+    "recipient_report",
+    "subject_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +249,23 @@ def _decisions(reading: _Reading, topic: str, subject: str) -> list[DecisionReco
     return out
 
 
-def subject_report(
+@dataclass(frozen=True, slots=True)
+class SubjectRecords:
+    """What the subject report is made of, as read (``decisions`` None: not read)."""
+
+    subject: str
+    status: str  # "present" | "erased" | "missing" | "unreadable"
+    timeline: Timeline | None
+    changes: list[LoggedChange]
+    ledger: list[ProvisionRecord]
+    repeats: int
+    retractions: list[FoundRetraction]
+    decisions: list[DecisionRecord] | None
+    read: dict[str, list[int]]
+    notes: list[str]
+
+
+def read_subject(
     kafka: dict[str, Any],
     policy: Policy,
     serde: Serde,
@@ -250,11 +273,11 @@ def subject_report(
     *,
     topics: ReportTopics | None = None,
     keys: PseudonymKeys | None = None,
-    now: datetime | None = None,
-) -> Report:
-    """Everything Kafka holds about ``subject`` (see the module docstring)."""
+    decisions: bool = True,
+) -> SubjectRecords:
+    """Read everything Kafka holds about ``subject`` (the decisions topic, read whole, only
+    with ``decisions``)."""
     topics = topics or ReportTopics()
-    now = now or datetime.now(UTC)
     reading = _Reading(kafka, serde)
     changes = _changes(reading, topics.changes, subject)
     status, timeline = _state(reading, topics.state, subject)
@@ -273,10 +296,50 @@ def subject_report(
     found = _retractions(
         reading, policy=policy, subject=subject, change_ids=change_ids, keys=keys, ledger=ledger
     )
-    decisions, decision_totals = decision_section(
-        _decisions(reading, topics.decisions, subject), f"Decisions ({topics.decisions})"
+    decided = _decisions(reading, topics.decisions, subject) if decisions else None
+    return SubjectRecords(
+        subject,
+        status,
+        timeline,
+        changes,
+        ledger,
+        repeats,
+        found,
+        decided,
+        reading.read,
+        reading.finish_notes(),
     )
-    about: dict[str, Cell] = {"subject_id": subject, "consent_state": status}
+
+
+def subject_report(
+    kafka: dict[str, Any],
+    policy: Policy,
+    serde: Serde,
+    subject: str,
+    *,
+    topics: ReportTopics | None = None,
+    keys: PseudonymKeys | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Everything Kafka holds about ``subject`` (see the module docstring)."""
+    topics = topics or ReportTopics()
+    records = read_subject(kafka, policy, serde, subject, topics=topics, keys=keys)
+    return build_subject_report(records, topics, now)
+
+
+def build_subject_report(
+    records: SubjectRecords, topics: ReportTopics | None = None, now: datetime | None = None
+) -> Report:
+    """The subject report of ``records`` (without a decisions section if none were read)."""
+    topics = topics or ReportTopics()
+    now = now or datetime.now(UTC)
+    subject, timeline, ledger, found = (
+        records.subject,
+        records.timeline,
+        records.ledger,
+        records.retractions,
+    )
+    about: dict[str, Cell] = {"subject_id": subject, "consent_state": records.status}
     if timeline is not None:
         record = timeline.record
         about.update(
@@ -286,19 +349,24 @@ def subject_report(
         )
     about["as_of"] = now
     sections: list[Section] = [
-        change_section(changes, f"Consent history ({topics.changes})"),
+        change_section(records.changes, f"Consent history ({topics.changes})"),
         state_section(timeline, now, f"Current consent ({topics.state})"),
         provision_section(ledger, f"Provided to third parties ({topics.provisions})", by="subject"),
         retraction_section(found, "Retractions written into sinks"),
-        decisions,
     ]
+    decision_totals: dict[str, Total] = {}
+    if records.decisions is not None:
+        decisions, decision_totals = decision_section(
+            records.decisions, f"Decisions ({topics.decisions})"
+        )
+        sections.append(decisions)
     totals = {
-        "consent_changes": len(changes),
+        "consent_changes": len(records.changes),
         "provisions": len(ledger),
         "recipients": len({r.recipient_id for r in ledger}),
         "retractions": len(found),
         **decision_totals,
-        "repeated_provision_ids": repeats,
+        "repeated_provision_ids": records.repeats,
     }
     return Report(
         "subject",
@@ -306,8 +374,8 @@ def subject_report(
         about,
         sections,
         totals,
-        reading.read,
-        reading.finish_notes(),
+        dict(records.read),
+        list(records.notes),
     )
 
 
