@@ -9,6 +9,7 @@ shutdown included: clients still open when the broker stops printed librdkafka's
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from consentgate_dev.jvm import free_port
+from consentgate_dev.screenshots import chromium_executable
 
 pytestmark = pytest.mark.integration
 
@@ -73,8 +75,10 @@ def test_nothing_follows_the_verdict_but_the_report_s_path(
 ) -> None:
     lines = [line for line in demo_run.stdout.splitlines() if line.strip()]
     (verdict,) = [i for i, line in enumerate(lines) if line.startswith("RESULT: ")]
-    after = lines[verdict + 1 :]
-    assert len(after) == 1 and after[0].strip().startswith("audit report: "), after
+    after = [line.strip() for line in lines[verdict + 1 :]]
+    assert len(after) == 2, after
+    assert after[0].startswith("audit report: "), after
+    assert after[1].startswith("console screenshots: "), after
     noise = [
         line
         for line in demo_run.stderr.splitlines()
@@ -84,3 +88,18 @@ def test_nothing_follows_the_verdict_but_the_report_s_path(
         or " ERROR " in line
     ]
     assert noise == [], "\n".join(noise)
+
+
+def test_the_demo_saves_the_console_s_screenshots_beside_its_summary(
+    demo_run: subprocess.CompletedProcess[str],
+) -> None:
+    if chromium_executable() is None:
+        pytest.skip("no chromium here (apt-get install chromium): the demo saves no pictures")
+    (line,) = [x for x in demo_run.stdout.splitlines() if "console screenshots: " in x]
+    folder = Path(line.rsplit(" in ", 1)[1])
+    summary = json.loads((folder / "summary.json").read_text())
+    names = ["console-overview.png", "console-subject.png", "console-recipient.png"]
+    assert summary["screenshots"] == names
+    for name in names:
+        png = (folder / name).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, name

@@ -11,7 +11,9 @@
 4. start a router worker and wait for every event to be decided, showing progress;
 5. withdraw one student's partner sharing through the HTTP API and wait for each partner's
    retraction, with its latency from the request (the demo fails if one does not appear);
-6. run the independent audit and print its report.
+6. run the independent audit and print its report (audit.html, audit.json), then save PNG
+   screenshots of the console (overview, the withdrawn student's page, the first partner's
+   page) beside summary.json, with Debian's chromium when it is installed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from consentgate.serde import Serde
 from consentgate_dev.cluster import open_cluster
 from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
 from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate_dev.screenshots import save_screenshots
 from consentgate_dev.services import ServiceError, ServiceProcess
 from consentgate_dev.settings import DevSettings
 
@@ -61,6 +64,7 @@ def _master_key() -> str:
 API_PORT = 8070
 FOLD_PORT = 8071
 ROUTER_PORT = 6067
+WITHDRAWN = "student-00001"  # the subject who withdraws in step 5
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,10 @@ def run_demo(options: DemoOptions) -> int:
             _say(f"[3/6] consent and events for {options.students:,} students")
             fold_group = f"demo-fold-{workdir.name}"
             token = os.environ.get("CONSENTGATE_API_TOKEN") or secrets.token_urlsafe(24)
-            serve = _start_serve(cluster.bootstrap, policy_path, plan, workdir, fold_group, token)
+            console = _console_login()
+            serve = _start_serve(
+                cluster.bootstrap, policy_path, plan, workdir, fold_group, token, console
+            )
             procs.append(serve)
             spec = CaseSpec(
                 students=options.students,
@@ -158,12 +165,14 @@ def run_demo(options: DemoOptions) -> int:
             )
             serve.wait_ready(timeout=300, every=0.5)
             latencies = _withdraw_one(conf, token, serde, plan)
+            router.stop()
+            _say("[6/6] independent audit")
+            report = _audit(conf, policy, serde, plan, workdir)
+            pictures = _screenshots(console, WITHDRAWN, plan.partners[0], workdir)
         finally:
             for proc in reversed(procs):
                 proc.stop()
             changelog.close()
-        _say("[6/6] independent audit")
-        report = _audit(conf, policy, serde, plan, workdir)
         summary = {
             "students": options.students,
             "events": data.events,
@@ -171,6 +180,7 @@ def run_demo(options: DemoOptions) -> int:
             "events_per_s": round(data.events / took),
             "retraction_latency_ms": latencies,
             "audit_ok": report.ok,
+            "screenshots": [p.name for p in pictures],
         }
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if not options.keep:
@@ -208,7 +218,9 @@ def _audit(
     )
     _say(report.render())
     html = workdir / "audit.html"
-    html.write_text(render_html(report.to_json()), encoding="utf-8")
+    data = report.to_json()
+    html.write_text(render_html(data), encoding="utf-8")
+    (workdir / "audit.json").write_text(json.dumps(data, indent=2, default=str))
     _say(f"      audit report: {html}")
     return report
 
@@ -277,7 +289,7 @@ def _withdraw_one(
     """student-00001 withdraws partner sharing with each partner it granted, one HTTP
     request each to the consent API; waits for each retraction and returns its latency (ms)
     from the moment its request was sent."""
-    subject = "student-00001"
+    subject = WITHDRAWN
     _say(f"[5/6] withdrawal: {subject} withdraws sharing with every partner (HTTP API)")
     reader = StateReader(conf, plan.state_topic, serde)
     try:
@@ -352,20 +364,62 @@ def _retraction(
         consumer.close()
 
 
+def _console_login() -> tuple[str, str]:
+    """The demo console's operator: a fresh password each run."""
+    return ("operator", secrets.token_urlsafe(18))
+
+
+def _console_environ(
+    plan: PolicyPlan, workdir: Path, fold_group: str, login: tuple[str, str]
+) -> dict[str, str]:
+    """The console of the demo's consent service: its operator, fresh keys, the demo's
+    topics, and the audit files the run writes (shown on the overview)."""
+    return {
+        "CONSENTGATE_CONSOLE_USER": login[0],
+        "CONSENTGATE_CONSOLE_PASSWORD": login[1],
+        "CONSENTGATE_CONSOLE_SESSION_KEY": secrets.token_urlsafe(36),
+        "CONSENTGATE_CONSOLE_LINK_KEY": secrets.token_urlsafe(36),
+        "CONSENTGATE_CONSOLE_BASE_URL": f"http://127.0.0.1:{API_PORT}",
+        "CONSENTGATE_CONSOLE_SECURE_COOKIES": "false",  # plain HTTP on 127.0.0.1
+        "CONSENTGATE_CONSOLE_FOLD_GROUP": fold_group,
+        "CONSENTGATE_CONSOLE_AUDIT_JSON": str(workdir / "audit.json"),
+        "CONSENTGATE_CONSOLE_AUDIT_HTML": str(workdir / "audit.html"),
+        "CONSENTGATE_ROUTER_TOPICS__DECISIONS": plan.decisions_topic,
+        "CONSENTGATE_ROUTER_TOPICS__PROVISIONS": plan.provisions_topic,
+        "CONSENTGATE_ROUTER_TOPICS__DEAD_LETTERS": plan.dlq_topic,
+    }
+
+
+def _screenshots(login: tuple[str, str], subject: str, recipient: str, workdir: Path) -> list[Path]:
+    """PNGs of the console's overview, ``subject``'s and ``recipient``'s pages in
+    ``workdir`` (none, with the reason, without a browser)."""
+    saved = save_screenshots(f"http://127.0.0.1:{API_PORT}", login, subject, recipient, workdir)
+    if saved:
+        _say(f"      console screenshots: {', '.join(p.name for p in saved)} in {workdir}")
+    else:
+        _say("      console screenshots: none (no chromium here; see the log above)")
+    return saved
+
+
 def _start_serve(  # noqa: PLR0917 - one private call site
-    bootstrap: str, policy: Path, plan: PolicyPlan, workdir: Path, fold_group: str, token: str
+    bootstrap: str,
+    policy: Path,
+    plan: PolicyPlan,
+    workdir: Path,
+    fold_group: str,
+    token: str,
+    console: tuple[str, str],
 ) -> ServiceProcess:
-    """``consentgate consent serve``: the consent API and its fold child (group
-    ``fold_group``), logging to ``workdir/serve.log``."""
+    """``consentgate consent serve``: the consent API with its console, and its fold child
+    (group ``fold_group``), logging to ``workdir/serve.log``."""
     cmd = [
         *("consent", "serve", "--policy", str(policy), "--port", str(API_PORT)),
         *("--changes-topic", plan.changes_topic, "--state-topic", plan.state_topic),
         *("--dlq-topic", plan.dlq_topic, "--fold-group", fold_group),
         *("--fold-web-port", str(FOLD_PORT)),
     ]
-    serve = _spawn(
-        cmd, bootstrap, workdir / "serve.log", API_PORT, {"CONSENTGATE_API_TOKEN": token}
-    )
+    env = {"CONSENTGATE_API_TOKEN": token, **_console_environ(plan, workdir, fold_group, console)}
+    serve = _spawn(cmd, bootstrap, workdir / "serve.log", API_PORT, env)
     serve.name = "consent API"
     return serve
 
