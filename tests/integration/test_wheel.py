@@ -123,7 +123,9 @@ def test_the_wheel_holds_the_product_and_its_schemas_and_nothing_of_the_dev_stac
 def test_the_wheel_s_console_renders_its_shipped_templates(installed: Installed) -> None:
     code = (
         "from consentgate.console import render\n"
-        "page = render.render('login.html', {'csrf_token': 't', 'error': None, 'nav': None})\n"
+        "page = render.render(\n"
+        "    'login.html', {'csrf_token': 't', 'error': None, 'nav': None, 'next': '/console'}\n"
+        ")\n"
         "assert 'action=\"/console/login\"' in page.body.decode()\n"
         "assert 'font-family' in render.stylesheet()\n"
         "print(render.__file__)\n"
