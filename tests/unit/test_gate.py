@@ -205,3 +205,28 @@ def test_ready_implies_view_is_as_new_as_the_event(
     verdict = tracker.check(0, event_time, waiting_since=0, now_mono=0, max_wait=1)
     if verdict is READY:
         assert position >= _true_end(writes, event_time + skew)
+
+
+def test_a_patient_check_waits_while_the_position_still_advances() -> None:
+    """A router reading a consent.changes backlog at start: not stale while it reads."""
+    tracker = WatermarkTracker()
+    tracker.observe_end(0, 245_279, observed_at=100.0)
+    tracker.observe_position(0, 1_000, now_mono=0.5)
+    patient = {"waiting_since": 0.0, "max_wait": 2.0, "patient": True}
+    assert tracker.check(0, 99.0, now_mono=2.4, **patient) is WAIT
+    tracker.observe_position(0, 200_000, now_mono=3.0)
+    assert tracker.check(0, 99.0, now_mono=4.9, **patient) is WAIT
+    assert tracker.check(0, 99.0, now_mono=4.9, waiting_since=0.0, max_wait=2.0) is STALE
+    tracker.observe_position(0, 245_279, now_mono=5.5)
+    assert tracker.check(0, 99.0, now_mono=9.0, **patient) is READY
+
+
+def test_a_patient_check_is_stale_once_the_position_stops() -> None:
+    tracker = WatermarkTracker()
+    tracker.observe_end(0, 10, observed_at=100.0)
+    tracker.observe_position(0, 4, now_mono=1.0)
+    patient = {"waiting_since": 0.0, "max_wait": 2.0, "patient": True}
+    assert tracker.check(0, 99.0, now_mono=2.9, **patient) is WAIT
+    assert tracker.check(0, 99.0, now_mono=3.0, **patient) is STALE
+    tracker.reset_position(0)  # revoked: nothing is known to advance
+    assert tracker.check(0, 99.0, now_mono=3.0, **patient) is STALE

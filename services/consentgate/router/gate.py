@@ -21,6 +21,13 @@ queued behind a waiting one wait concurrently with it and a stalled consent part
 has reached is READY whatever happened to the events before it. An idle consent partition is
 never stale: its end offset does not move, so each new observation keeps it READY.
 
+A *patient* check (the router's own reading of consent.changes) is not STALE while the
+position still moves: a position that advanced less than ``max_wait`` ago is a reader
+catching up on a backlog, not a consent pipeline that stopped, so the event WAITs (it becomes
+READY once the reader reaches its offset, which it must: the required offset is fixed and
+the position only grows). Without this, a router started on a consent.changes log of 245,279
+changes denied every one of the full case's 82,488 events as stale while it read them.
+
 Pure: no I/O, no clocks; every time is an argument (wall seconds for event and observation
 times, any monotonic seconds for ``waiting_since``/``now_mono``).
 """
@@ -47,6 +54,7 @@ class PartitionWatermarks:
     times: list[float] = field(default_factory=list)  # observed_at, ascending
     ends: list[int] = field(default_factory=list)  # end offset at times[i], non-decreasing
     position: int | None = None  # next offset not yet applied; None = unknown
+    advanced_at: float | None = None  # monotonic time the position last grew (if told)
 
 
 class WatermarkTracker:
@@ -80,16 +88,22 @@ class WatermarkTracker:
             wm.ends.append(end_offset)
         self._prune(wm, observed_at)
 
-    def observe_position(self, partition: int, position: int) -> None:
-        """The consent view has applied every record of ``partition`` below ``position``."""
+    def observe_position(
+        self, partition: int, position: int, now_mono: float | None = None
+    ) -> None:
+        """The consent view has applied every record of ``partition`` below ``position``
+        (seen at monotonic ``now_mono``, for patient checks)."""
         wm = self.partition(partition)
         if wm.position is None or position > wm.position:
             wm.position = position
+            if now_mono is not None:
+                wm.advanced_at = now_mono
 
     def reset_position(self, partition: int) -> None:
         """The partition was revoked (or is being reloaded): its position is unknown again."""
         wm = self.partition(partition)
         wm.position = None
+        wm.advanced_at = None
 
     def required_offset(self, partition: int, event_time: float) -> int | None:
         """End offset the view must reach for an event at ``event_time``; None = not known yet."""
@@ -107,16 +121,21 @@ class WatermarkTracker:
         waiting_since: float,
         now_mono: float,
         max_wait: float,
+        patient: bool = False,
     ) -> GateVerdict:
-        """READY, WAIT or STALE for an event that started waiting at ``waiting_since``."""
+        """READY, WAIT or STALE for an event that started waiting at ``waiting_since``;
+        ``patient``: not STALE while the position advanced within ``max_wait``."""
         wm = self.partition(partition)
         required = self.required_offset(partition, event_time)
         position = wm.position
         if required is not None and position is not None and position >= required:
             return GateVerdict.READY
-        if now_mono - waiting_since >= max_wait:
-            return GateVerdict.STALE
-        return GateVerdict.WAIT
+        if now_mono - waiting_since < max_wait:
+            return GateVerdict.WAIT
+        moved = wm.advanced_at
+        if patient and moved is not None and now_mono - moved < max_wait:
+            return GateVerdict.WAIT
+        return GateVerdict.STALE
 
     def lag(self, partition: int) -> int | None:
         """Records between the applied position and the newest observed end (for metrics)."""

@@ -78,9 +78,10 @@ class RouterLoop:
         # (a record's offset + 1 at intake, or the end at a partition EOF)
         self.changes_tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
         # the gate's two halves, checked in this order for every event
+        # (patient: the changes half waits while this loop is still reading a backlog)
         self._halves = (
-            (self.tracker, self.poller),
-            (self.changes_tracker, self.changes_poller),
+            (self.tracker, self.poller, False),
+            (self.changes_tracker, self.changes_poller, True),
         )
         self.queues: dict[tuple[str, int], deque[Entry]] = {}
         self.paused: set[tuple[str, int]] = set()
@@ -177,7 +178,7 @@ class RouterLoop:
                 if err.code() == KafkaError._PARTITION_EOF:
                     eof = (m.topic() or "", m.partition() or 0)
                     if eof[0] == changes and eof in queues:
-                        self.changes_tracker.observe_position(eof[1], m.offset() or 0)
+                        self.changes_tracker.observe_position(eof[1], m.offset() or 0, now)
                     continue
                 if err.fatal() or err.code() in _FATAL_CONSUME:
                     raise Fatal(f"consumer: {err}")
@@ -191,7 +192,7 @@ class RouterLoop:
             entry: Entry = [m, now, rec, None]
             if key[0] == changes:
                 entry[3] = read_change(self, m)
-                self.changes_tracker.observe_position(key[1], rec.offset + 1)
+                self.changes_tracker.observe_position(key[1], rec.offset + 1, now)
             queue.append(entry)
         for key, queue in queues.items():
             if len(queue) > self.s.config.loop.max_queued and key not in self.paused:
@@ -267,9 +268,14 @@ class RouterLoop:
         shows every change of its subject read so far; WAIT; STALE after ``max_wait``."""
         when = parsed.event.event_time  # None: denied as invalid_event, gated as of now
         t = when.timestamp() if when is not None else time.time()
-        for tracker, poller in self._halves:
+        for tracker, poller, patient in self._halves:
             verdict = tracker.check(
-                partition, t, waiting_since=arrived, now_mono=mono, max_wait=max_wait
+                partition,
+                t,
+                waiting_since=arrived,
+                now_mono=mono,
+                max_wait=max_wait,
+                patient=patient,
             )
             if verdict is not GateVerdict.READY:
                 if verdict is GateVerdict.WAIT and tracker.required_offset(partition, t) is None:

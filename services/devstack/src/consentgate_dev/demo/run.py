@@ -47,6 +47,7 @@ from consentgate.serde import Serde
 from consentgate_dev.cluster import open_cluster
 from consentgate_dev.demo.case import CaseSpec, produce_events, write_consent
 from consentgate_dev.demo.policygen import PolicyPlan, partner_ids, policy_yaml
+from consentgate_dev.errors import DemoFailed
 from consentgate_dev.screenshots import save_screenshots
 from consentgate_dev.services import ServiceError, ServiceProcess
 from consentgate_dev.settings import DevSettings
@@ -261,7 +262,24 @@ def _route_all(
         time.sleep(2.0)
     took = time.monotonic() - t0
     _say(f"      all {events:,} events decided in {took:.1f} s ({events / took:,.0f} events/s)")
+    stale = _stale_outcomes(ROUTER_PORT)
+    if stale:  # a healthy run has none: the consent pipeline kept up with every event
+        raise DemoFailed(
+            f"the router denied {stale:,} sink outcomes as consent_state_stale; see {router.log}"
+        )
     return loaded, took
+
+
+def _stale_outcomes(port: int) -> int:
+    """Sink outcomes the router on ``port`` denied as consent_state_stale (its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        int(float(line.rpartition(" ")[2]))
+        for line in text.splitlines()
+        if line.startswith("consentgate_sink_outcomes_total{")
+        and 'reason="consent_state_stale"' in line
+    )
 
 
 def _wait_committed(
