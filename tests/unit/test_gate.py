@@ -230,3 +230,28 @@ def test_a_patient_check_is_stale_once_the_position_stops() -> None:
     assert tracker.check(0, 99.0, now_mono=3.0, **patient) is STALE
     tracker.reset_position(0)  # revoked: nothing is known to advance
     assert tracker.check(0, 99.0, now_mono=3.0, **patient) is STALE
+
+
+def test_a_partition_waits_while_the_reader_moves_on_another() -> None:
+    tracker = WatermarkTracker()
+    tracker.observe_end(0, 10, observed_at=100.0)
+    tracker.observe_position(0, 4, now_mono=1.0)
+    tracker.observe_position(1, 500, now_mono=2.5)
+    patient = {"waiting_since": 0.0, "max_wait": 2.0, "patient": True}
+    assert tracker.check(0, 99.0, now_mono=4.0, **patient) is WAIT
+    assert tracker.check(0, 99.0, now_mono=4.5, **patient) is STALE
+
+
+def test_a_partition_not_read_yet_is_patient_while_the_reader_reads_others() -> None:
+    """One consumer reads every changes partition: partition 1 waits its turn while 0 moves."""
+    tracker = WatermarkTracker()
+    tracker.observe_end(1, 9_888, observed_at=100.0)
+    tracker.reset_position(1, now_mono=0.0)  # assigned: reading starts
+    patient = {"waiting_since": 0.0, "max_wait": 1.0, "patient": True}
+    assert tracker.check(1, 99.0, now_mono=0.9, **patient) is WAIT
+    tracker.observe_position(0, 5_000, now_mono=1.5)
+    assert tracker.check(1, 99.0, now_mono=2.0, **patient) is WAIT
+    assert tracker.check(1, 99.0, now_mono=2.5, **patient) is STALE  # the reader stopped
+    assert tracker.check(1, 99.0, now_mono=2.0, waiting_since=0.0, max_wait=1.0) is STALE
+    tracker.observe_position(1, 9_888, now_mono=2.6)
+    assert tracker.check(1, 99.0, now_mono=9.0, **patient) is READY

@@ -22,11 +22,14 @@ has reached is READY whatever happened to the events before it. An idle consent 
 never stale: its end offset does not move, so each new observation keeps it READY.
 
 A *patient* check (the router's own reading of consent.changes) is not STALE while the
-position still moves: a position that advanced less than ``max_wait`` ago is a reader
-catching up on a backlog, not a consent pipeline that stopped, so the event WAITs (it becomes
-READY once the reader reaches its offset, which it must: the required offset is fixed and
-the position only grows). Without this, a router started on a consent.changes log of 245,279
-changes denied every one of the full case's 82,488 events as stale while it read them.
+reader still moves: a position that advanced (on any partition: one consumer reads them all,
+a backlog in bursts of one partition after another; or an assignment or rewind that starts
+the reading) less than ``max_wait`` ago is a reader catching up on a backlog, not a consent
+pipeline that stopped, so the event WAITs. It becomes READY once the reader reaches its
+offset (the required offset is fixed, positions only grow); the caller makes a check
+impatient where the reader cannot reach it (a partition it paused). Without this, a router
+started on a consent.changes log of 245,279 changes denied every one of the full case's
+82,488 events as stale while it read them.
 
 Pure: no I/O, no clocks; every time is an argument (wall seconds for event and observation
 times, any monotonic seconds for ``waiting_since``/``now_mono``).
@@ -66,6 +69,7 @@ class WatermarkTracker:
         self.clock_skew = clock_skew
         self.history = history
         self._parts: dict[int, PartitionWatermarks] = {}
+        self._advanced_at: float | None = None  # any partition's position, or an assignment
 
     def partition(self, partition: int) -> PartitionWatermarks:
         return self._parts.setdefault(partition, PartitionWatermarks())
@@ -98,12 +102,16 @@ class WatermarkTracker:
             wm.position = position
             if now_mono is not None:
                 wm.advanced_at = now_mono
+                self._advanced_at = now_mono
 
-    def reset_position(self, partition: int) -> None:
-        """The partition was revoked (or is being reloaded): its position is unknown again."""
+    def reset_position(self, partition: int, now_mono: float | None = None) -> None:
+        """The partition was revoked, assigned or rewound: its position is unknown again
+        (and reading starts at ``now_mono``, for patient checks)."""
         wm = self.partition(partition)
         wm.position = None
         wm.advanced_at = None
+        if now_mono is not None:
+            self._advanced_at = now_mono
 
     def required_offset(self, partition: int, event_time: float) -> int | None:
         """End offset the view must reach for an event at ``event_time``; None = not known yet."""
@@ -132,7 +140,7 @@ class WatermarkTracker:
             return GateVerdict.READY
         if now_mono - waiting_since < max_wait:
             return GateVerdict.WAIT
-        moved = wm.advanced_at
+        moved = max((m for m in (wm.advanced_at, self._advanced_at) if m is not None), default=None)
         if patient and moved is not None and now_mono - moved < max_wait:
             return GateVerdict.WAIT
         return GateVerdict.STALE

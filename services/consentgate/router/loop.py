@@ -78,6 +78,7 @@ class RouterLoop:
         # (a record's offset + 1 at intake, or the end at a partition EOF)
         self.changes_tracker = WatermarkTracker(clock_skew=state.config.gate.skew)
         # the gate's two halves, checked in this order for every event
+        self._changes = state.config.topics.consent_changes
         # (patient: the changes half waits while this loop is still reading a backlog)
         self._halves = (
             (self.tracker, self.poller, False),
@@ -155,8 +156,9 @@ class RouterLoop:
             queue.clear()
         for unsettled in self.unsettled.values():
             unsettled.clear()
+        now = time.monotonic()
         for p in self.unsettled:  # re-read from the committed offsets: known again at EOF
-            self.changes_tracker.reset_position(p)
+            self.changes_tracker.reset_position(p, now)
         assigned = self.consumer.assignment()
         if assigned:
             for tp in self.consumer.committed(assigned, timeout=30):
@@ -268,6 +270,7 @@ class RouterLoop:
         shows every change of its subject read so far; WAIT; STALE after ``max_wait``."""
         when = parsed.event.event_time  # None: denied as invalid_event, gated as of now
         t = when.timestamp() if when is not None else time.time()
+        paused = bool(self.paused) and (self._changes, partition) in self.paused
         for tracker, poller, patient in self._halves:
             verdict = tracker.check(
                 partition,
@@ -275,7 +278,7 @@ class RouterLoop:
                 waiting_since=arrived,
                 now_mono=mono,
                 max_wait=max_wait,
-                patient=patient,
+                patient=patient and not paused,  # paused by this loop: it will not move
             )
             if verdict is not GateVerdict.READY:
                 if verdict is GateVerdict.WAIT and tracker.required_offset(partition, t) is None:

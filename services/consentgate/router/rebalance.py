@@ -68,6 +68,8 @@ def subscribe(loop: RouterLoop) -> None:
         for p in parts:  # load() reported each partition's final position as loaded
             loop.tracker.observe_position(p, loop.view.position(p))
         loop.emitter.reload_provisions(parts)
+        for p in parts:  # the changes are read from here on (the gate's patience counts)
+            loop.changes_tracker.reset_position(p, time.monotonic())
         s.set_ready_gauge()
         log.info(
             "consent view ready for partitions %s: %d subjects in %.1f s",
