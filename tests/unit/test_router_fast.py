@@ -8,6 +8,7 @@ two events answered from the same memory entry.
 
 from __future__ import annotations
 
+import gc
 import io
 import uuid
 from datetime import datetime, timedelta
@@ -22,8 +23,15 @@ from consentgate.consent.timeline import Timeline, apply
 from consentgate.models.consent import ConsentAction, ConsentChange, ConsentMethod
 from consentgate.policy import ReasonCode, decide_all
 from consentgate.router.avro import compile_schema
+from consentgate.router.config import RouterConfig
+from consentgate.router.emit import Emitter
+from consentgate.router.gate import GateVerdict
+from consentgate.router.judge import Judge
+from consentgate.router.metrics import RouterMetrics
 from consentgate.router.plan import Parsed, RawRecord, RoutePlan, Router, ShadowMismatch
+from consentgate.router.state import LoopState
 from consentgate.router.verdicts import boundaries
+from consentgate.router.view import ConsentLookup
 from consentgate.serde import Serde
 from tests.unit.avro_strategies import datums
 from tests.unit.consent_strategies import SUBJECT, T0, at, change_sets, times
@@ -231,3 +239,94 @@ def test_the_fast_writer_writes_what_fastavro_writes(name: str) -> None:
         assert write(datum) == buf.getvalue()
 
     check()
+
+
+def test_a_changed_consent_record_replaces_the_subjects_timeline_and_verdicts() -> None:
+    """Each consent change of a subject is a new record in the view, and the view never
+    hands out the old one again: the router keeps one decoded timeline and one verdict
+    entry per subject, not one per record it has seen (keyed by the record, the memories
+    kept every superseded timeline until full: bench/soak.py grew ~1 MiB/min for hours)."""
+    judge = Judge(Router(POLICY, SERDE, KEYS, timeline_memory=1024), 1)
+    changes: list[ConsentChange] = []
+    for n in range(40):
+        action = ConsentAction.GRANT if n % 2 == 0 else ConsentAction.WITHDRAW
+        changes.append(
+            ConsentChange(
+                change_id=f"c{n}",
+                subject_id=SUBJECT,
+                action=action,
+                purpose="analytics",
+                notice_version="2025-01" if action is ConsentAction.GRANT else None,
+                effective_time=at(n),
+                recorded_time=at(n),
+                method=ConsentMethod.API,
+            )
+        )
+        tl = build(changes)
+        assert tl is not None
+        lookup = ConsentLookup("present", SERDE.encode(tl.record))
+        for k in range(2):  # the second event of the record: answered from memory
+            p = parsed(judge.core, "browsing", k, at(n), gpc=False, offset=2 * n + k)
+            plan = judge.judge(p, GateVerdict.READY, lookup, at(n))
+            assert_same(plan, judge.core.plan_uncached(p, tl, at(n)))
+    assert len(judge.core._timelines) == 1
+    assert len(judge.core._verdicts._entries) == 1
+
+
+class _Outbox:
+    """What the emitter calls on its outbox, recorded."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    def produce_outputs(self, outputs: Any, provisions: str, partition: int) -> None:
+        self.produced += len(outputs)
+
+
+def test_the_emitter_keeps_nothing_of_committed_decisions() -> None:
+    """Outcome counts of a transaction are expanded at commit; the emitter keeps no plan's
+    decisions afterwards (remembered by identity, up to 65,536 superseded verdicts'
+    decisions stayed alive: one more per consent change in bench/soak.py)."""
+    state = LoopState(
+        config=RouterConfig.build(),
+        policy=POLICY,
+        metrics=RouterMetrics(),
+        partitions=1,
+        consent_wait=1.0,
+    )
+    router = Router(POLICY, SERDE, KEYS)
+    emitter = Emitter(state, _Outbox(), router, {})  # type: ignore[arg-type]  # a fake outbox
+    plans = []
+    for n in range(20):
+        grant = ConsentChange(
+            change_id=f"g{n}",
+            subject_id=SUBJECT,
+            action=ConsentAction.GRANT,
+            purpose="analytics",
+            notice_version="2025-01",
+            effective_time=at(n),
+            recorded_time=at(n),
+            method=ConsentMethod.API,
+        )
+        p = parsed(router, "browsing", n % len(EVENT_IDS), at(n), gpc=False, offset=n)
+        plan = router.plan(p, build([grant]), at(n))  # a new timeline: a new verdict
+        emitter.emit(plan, p.rec, 0)
+        emitter.committed()
+        plans.append(plan)
+    assert len({id(p.decisions) for p in plans}) == len(plans)
+    own = [v for k, v in vars(emitter).items() if k not in {"s", "outbox", "core"}]
+    held = _reachable(own)
+    assert not [p for p in plans if id(p.decisions) in held]
+    counted = state.metrics.outcome("analytics", ReasonCode.ALLOWED.value)
+    assert counted._value.get() == len(plans)
+
+
+def _reachable(roots: list[Any]) -> set[int]:
+    seen: set[int] = set()
+    todo = list(roots)
+    while todo:
+        obj = todo.pop()
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            todo.extend(gc.get_referents(obj))
+    return seen

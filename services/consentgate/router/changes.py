@@ -77,9 +77,10 @@ def read_change(loop: RouterLoop, m: Message) -> ConsentChange | Shown | DecodeE
 
 def _shown(loop: RouterLoop, partition: int, change: ConsentChange) -> bool:
     core = loop.judge.core
-    lookup = loop.view.lookup(partition, change.subject_id.encode())
+    subject = change.subject_id.encode()
+    lookup = loop.view.lookup(partition, subject)
     try:
-        timeline = core.timeline(lookup.raw) if lookup.state == "present" else None
+        timeline = core.timeline(lookup.raw, subject) if lookup.state == "present" else None
         return view_shows(change, lookup, timeline)
     except DecodeError:
         return True  # unreadable: every event of the subject is denied anyway

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 990_000  # under librdkafka's and the broker's 1,000,000-byte defaults
 _VALUE_CHECK = MAX_RECORD_BYTES - 100_000  # below it, key + headers cannot make it too large
-_SLOTS_MEMORY = 65_536  # distinct decisions tuples whose outcome slots are remembered
 
 
 class Emitter:
@@ -55,11 +54,11 @@ class Emitter:
         self._provisions = state.config.topics.provisions
         # outcomes of the open transaction: events per distinct decisions tuple (a verdict
         # answered from memory is the same tuple), expanded into flat per-(sink, reason)
-        # slots at commit; each tuple's slots are worked out once and remembered
+        # slots at commit, once per distinct tuple of the transaction (not remembered by
+        # the tuple's identity: that kept up to 65,536 superseded verdicts' decisions alive)
         self._decisions: dict[int, tuple[tuple[tuple[Sink, Decision], ...], int]] = {}
         self._slots: dict[tuple[str, str], int] = {}
         self._slot_labels: list[tuple[str, str]] = []
-        self._slots_of: dict[int, tuple[tuple[tuple[Sink, Decision], ...], tuple[int, ...]]] = {}
         self._dead = 0
         self._events = 0
         self._retractions: Counter[str] = Counter()
@@ -138,10 +137,7 @@ class Emitter:
             m.retractions.labels(topic).inc(n)
         self.aborted()
 
-    def _slots_for(self, decisions: tuple[tuple[Sink, Decision], ...]) -> tuple[int, ...]:
-        known = self._slots_of.get(id(decisions))
-        if known is not None and known[0] is decisions:
-            return known[1]
+    def _slots_for(self, decisions: tuple[tuple[Sink, Decision], ...]) -> list[int]:
         slots = []
         for sink, decision in decisions:
             label = (sink.name, decision.reason.value)
@@ -150,10 +146,7 @@ class Emitter:
                 slot = self._slots[label] = len(self._slot_labels)
                 self._slot_labels.append(label)
             slots.append(slot)
-        if len(self._slots_of) >= _SLOTS_MEMORY:
-            self._slots_of.clear()
-        self._slots_of[id(decisions)] = (decisions, tuple(slots))
-        return tuple(slots)
+        return slots
 
     def aborted(self) -> None:
         """Forget what the transaction would have counted (``rewind`` reloads provisions)."""

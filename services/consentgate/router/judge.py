@@ -72,13 +72,14 @@ class Judge:
         """The plan of an event on its subject's partition, after the gate."""
         override: ReasonCode | None = None
         timeline = None
+        subject = (parsed.event.subject_id or "").encode()
         if verdict is not GateVerdict.READY:
             override = ReasonCode.CONSENT_STATE_STALE
         elif lookup.state == "erased":
             override = ReasonCode.ERASED
         elif lookup.state == "present":
             try:
-                timeline = self.core.timeline(lookup.raw)
+                timeline = self.core.timeline(lookup.raw, subject)
             except DecodeError:
                 override = ReasonCode.CONSENT_UNREADABLE
         if uncached:

@@ -137,7 +137,8 @@ class Router:
         self.topics = topics or OutputTopics()
         self._provided: dict[str, None] = {}
         self._provision_memory = provision_memory
-        self._timelines: OrderedDict[bytes, Timeline] = OrderedDict()
+        # subject (or the record's bytes) -> (the record's bytes, its timeline)
+        self._timelines: OrderedDict[bytes, tuple[bytes, Timeline]] = OrderedDict()
         self._timeline_memory = timeline_memory
         for source in policy.sources:
             if source.schema_name not in SINK_SCHEMAS:
@@ -152,7 +153,7 @@ class Router:
         self._version_header = (HEADER.POLICY_VERSION, policy.version.encode())
         self._clock_skew = policy.defaults.clock_skew
         # the fast path's memories
-        # an entry is keyed by its timeline's identity: as many as the timelines kept, or
+        # an entry per subject (holding its timeline): as many as the timelines kept, or
         # subjects cycling through the timeline memory would never find their verdicts
         self._verdicts = VerdictMemory(policy.defaults, timelines=max(4096, timeline_memory))
         self._memo = PseudonymMemo(keys)
@@ -167,8 +168,9 @@ class Router:
         self._provisions = FastRecord(serde, _PROVISION_SCHEMA)
 
     # -- consent ------------------------------------------------------------------------
-    def timeline(self, raw: bytes | None) -> Timeline | None:
+    def timeline(self, raw: bytes | None, subject: bytes | None = None) -> Timeline | None:
         """The subject's timeline from the consent view's bytes (None: no record / erased).
+        ``subject``: the view's key of the record (the loop passes it; see below).
 
         Raises DecodeError for unreadable consent (the caller denies as consent_unreadable).
         """
@@ -176,19 +178,25 @@ class Router:
             return None
         # The view holds each subject's record as bytes; the same bytes always decode to the
         # same (immutable) Timeline, so a subject's consecutive events share one: a bounded
-        # LRU keyed by the bytes themselves (a changed record is other bytes: a miss). Kept
-        # small on purpose: a cached Timeline is ~8 KB of GC-tracked objects, and thousands
-        # of them cost more in garbage collection than the hits save when most subjects
-        # have one event (measured with the case's data); a burst of one subject still hits.
+        # LRU keyed by the subject (else by the bytes themselves) holding the bytes it
+        # decoded: other bytes (the subject's record changed) are a miss and replace the
+        # subject's entry. (Keyed by the bytes, each superseded record stayed until
+        # ``timeline_memory`` newer ones pushed it out, though the view never hands it out
+        # again: ~16 KB more per consent change, for hours in bench/soak.py.) A cached
+        # Timeline is ~8 KB of GC-tracked objects, and thousands of them cost more in
+        # garbage collection than the hits save when most subjects have one event (measured
+        # with the case's data); a burst of one subject still hits.
         if self._timeline_memory <= 0 or not isinstance(raw, bytes):
             return Timeline(self.serde.decode_model(raw, ConsentTimeline))
         cache = self._timelines
-        timeline = cache.get(raw)
-        if timeline is not None:
-            cache.move_to_end(raw)
-            return timeline
+        key = raw if subject is None else subject
+        held = cache.get(key)
+        if held is not None and (held[0] is raw or held[0] == raw):
+            cache.move_to_end(key)
+            return held[1]
         timeline = Timeline(self.serde.decode_model(raw, ConsentTimeline))
-        cache[raw] = timeline
+        cache[key] = (raw, timeline)
+        cache.move_to_end(key)
         if len(cache) > self._timeline_memory:
             cache.popitem(last=False)
         return timeline

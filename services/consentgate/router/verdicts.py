@@ -9,13 +9,15 @@ those comparisons is ``boundary <= x``, so between two consecutive boundaries, i
 *window* ``[b_i, b_i+1)``, nothing changes: the answer is a function of which window ``t``
 falls in and which window ``now`` falls in (``bisect_right`` over the sorted boundaries).
 
-A verdict is kept per timeline (by identity: timelines are immutable, and the entry holds
-the timeline so that its id cannot be reused), under (source, subject, signals, window of
-t, window of now). A grant that starts or ends between two events of a subject is a
-boundary between their windows: the later event is decided anew. An event that is invalid
-at ``now`` (SourceEvent.problem) is never answered from memory. Overrides (stale view,
-unreadable consent, erased, misrouted) deny every sink of a source alike and are kept per
-(source, reason).
+A verdict is kept per timeline (by identity: timelines are immutable), in one entry per
+subject that holds the subject's latest timeline: a subject's new timeline (its consent
+changed) replaces the entry and its verdicts, rather than adding one (an entry per timeline
+kept every superseded timeline alive until the memory was full); within the entry, under
+(source, subject, signals, window of t, window of now). A grant that starts or ends
+between two events of a subject is a boundary between their windows: the later event is
+decided anew. An event that is invalid at ``now`` (SourceEvent.problem) is never answered
+from memory. Overrides (stale view, unreadable consent, erased, misrouted) deny every sink
+of a source alike and are kept per (source, reason).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class VerdictMemory:
         self._clock_skew = defaults.clock_skew  # a new timedelta per read: read once
         self._size = timelines
         self._per_timeline = per_timeline
-        self._entries: dict[int, _Entry] = {}
+        self._entries: dict[object, _Entry] = {}  # subject (else id(timeline)) -> entry
         self._none = _Entry(None)
         self._overrides: dict[tuple[str, ReasonCode], Verdict] = {}
 
@@ -100,7 +102,7 @@ class VerdictMemory:
         t = event.event_time
         if t is None or event.problem(now, self._clock_skew) is not None:
             return Verdict(tuple(decide_all(event, timeline, sinks, now, self.defaults)))
-        entry = self._entry(timeline)
+        entry = self._entry(timeline, event.subject_id)
         bounds = entry.bounds
         key = (
             event.source,
@@ -117,14 +119,14 @@ class VerdictMemory:
             entry.verdicts[key] = known
         return known
 
-    def _entry(self, timeline: Timeline | None) -> _Entry:
+    def _entry(self, timeline: Timeline | None, subject: str | None) -> _Entry:
         if timeline is None:
             return self._none
         entries = self._entries
-        entry = entries.get(id(timeline))
+        key: object = subject if subject is not None else id(timeline)
+        entry = entries.get(key)
         if entry is None or entry.timeline is not timeline:
-            entry = _Entry(timeline)
-            if len(entries) >= self._size:
+            if entry is None and len(entries) >= self._size:
                 del entries[next(iter(entries))]  # the oldest
-            entries[id(timeline)] = entry
+            entry = entries[key] = _Entry(timeline)
         return entry

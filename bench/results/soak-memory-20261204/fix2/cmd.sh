@@ -1,0 +1,3 @@
+cd /work/wt-soak
+export CONSENTGATE_BOOTSTRAP=127.0.0.1:49192 CONSENTGATE_MEMDIAG=/tmp/soak-fix2/diag CONSENTGATE_MEMDIAG_EVERY=30 CONSENTGATE_MEMDIAG_RDKAFKA_MS=30000 CONSENTGATE_MEMDIAG_MALLOC_INFO=10
+exec .venv/bin/python bench/soak.py --minutes 30 --out /tmp/soak-fix2
