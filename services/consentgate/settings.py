@@ -11,7 +11,6 @@ connects without what the operator asked for.
 
 from __future__ import annotations
 
-import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consentgate.errors import ConfigError
+from consentgate.kafka_log import librdkafka_logger
 
 __all__ = ["PROTOCOLS", "Settings"]
 
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
             "bootstrap.servers": servers,
             "security.protocol": self.security_protocol.upper(),
             # librdkafka's own log through Python logging: one log format for operators
-            "logger": logging.getLogger("librdkafka"),
+            "logger": librdkafka_logger(),
             # after a broker restart librdkafka could keep a broker out of its cache ("new
             # leader-1 not found in cache") until the next full metadata refresh: 5 min by
             # default, during which the router's transactions and end-offset requests stalled
