@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from consentgate.console.auth import hash_password
+from consentgate_dev.screenshots import chromium_executable
 from consentgate_dev.services import ServiceProcess
 from tests.integration.api_harness import OPERATOR, TOKEN
 from tests.integration.probe import free_port
@@ -43,17 +43,12 @@ SESSION_KEY = "it-console-session-key-0123456789abcdef"
 LINK_KEY = "it-console-link-key-0123456789abcdefghij"
 PASSWORD_HASH = hash_password(PASSWORD, n=2**12)  # the recommended setting, cheaper to check
 AXE = Path(__file__).parents[1] / "assets" / "axe-core" / "axe.min.js"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def chromium_path() -> str | None:
-    """The browser the tests drive: ``CONSENTGATE_CHROMIUM``, else Debian's chromium."""
-    named = os.environ.get("CONSENTGATE_CHROMIUM")
-    for candidate in (named, *CHROMIUM_CANDIDATES, shutil.which("chromium")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """The browser the tests drive: the one the demo's screenshots use."""
+    return chromium_executable()
 
 
 def console_environ(env: RouterEnv, base_url: str, **extra: str) -> dict[str, str]:
